@@ -1,0 +1,1 @@
+"""Command-line interface (Typer). Each pipeline stage registers its commands in its own module."""

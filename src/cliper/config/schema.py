@@ -1,0 +1,113 @@
+"""The validated run configuration. Unknown keys anywhere are errors."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cliper.evaluation.metrics import METRICS, parse_metric
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetSection(_Strict):
+    path: str | None = None
+    name: str | None = None
+
+
+class TrainSection(_Strict):
+    epochs: int = Field(1000, ge=1)
+    batch_size: int = Field(2048, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_decay: float = Field(1.0, gt=0)
+    lr_decay_step: int = Field(50, ge=1)
+    patience: int = Field(20, ge=1)
+    eval_step: int = Field(1, ge=1)
+    clip_grad_norm: float | None = None
+    checkpoint: bool = True
+
+
+class EvalSection(_Strict):
+    topk: list[int] = [10, 20, 50]
+    metrics: list[str] = ["recall", "ndcg", "precision", "map", "hit"]
+    valid_metric: str = "recall@20"
+    batch_size: int = Field(4096, ge=1)
+
+    @field_validator("topk")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or any(k <= 0 for k in v):
+            raise ValueError("topk must be a non-empty list of positive integers")
+        return sorted(set(v))
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in METRICS]
+        if bad:
+            raise ValueError(f"unknown metrics {bad}; known: {sorted(METRICS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _valid_metric_is_computed(self) -> "EvalSection":
+        name, k = parse_metric(self.valid_metric)
+        if name not in self.metrics or k not in self.topk:
+            raise ValueError(f"valid_metric {self.valid_metric!r} must be among the computed metrics and topk")
+        return self
+
+
+class FeatureSection(_Strict):
+    store: str | None = None
+    image: str | None = None
+    text: str | None = None
+    fusion: Literal["sum", "mean", "concat", "mlp", "sa", "attention"] = "sa"
+    tau: float = Field(0.1, gt=0)
+    views: list[str] | None = None
+    use_image: bool = True
+    use_text: bool = True
+    random_image_dim: int | None = None
+    random_text_dim: int | None = None
+    random_seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "FeatureSection":
+        sources = [self.store is not None, self.image is not None or self.text is not None,
+                   self.random_image_dim is not None or self.random_text_dim is not None]
+        if sum(sources) > 1:
+            raise ValueError("choose one feature source: features.store, features.image/text files, or features.random_*")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return any(
+            v is not None for v in (self.store, self.image, self.text, self.random_image_dim, self.random_text_dim)
+        )
+
+
+class RunConfig(_Strict):
+    seed: int = 2024
+    device: str = "cpu"
+    dataset: DatasetSection = DatasetSection()
+    model: dict[str, Any] = {"name": "lightgcn"}
+    train: TrainSection = TrainSection()
+    eval: EvalSection = EvalSection()
+    features: FeatureSection = FeatureSection()
+    grid: dict[str, list[Any]] = {}
+
+    @field_validator("model")
+    @classmethod
+    def _has_name(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "name" not in v or not isinstance(v["name"], str):
+            raise ValueError("model.name is required")
+        return v
+
+    @property
+    def model_name(self) -> str:
+        return self.model["name"].lower()
+
+    def model_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model.items() if k != "name"}

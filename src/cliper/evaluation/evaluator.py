@@ -1,0 +1,110 @@
+"""Full ranking over all items, in user chunks, masking each user's TRAIN items only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from cliper.data.interactions import InteractionData
+from cliper.evaluation.metrics import METRICS
+
+
+class Scorer(Protocol):
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor: ...
+
+
+def _csr_rows_to_tensors(matrix, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row position in chunk, column) of the non-zeros of ``rows`` of a CSR matrix."""
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = ends - starts
+    local = np.repeat(np.arange(rows.size), lengths)
+    offs = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    cols = matrix.indices[np.repeat(starts, lengths) + offs]
+    return torch.from_numpy(local), torch.from_numpy(cols.astype(np.int64))
+
+
+class Evaluator:
+    """Scores users in chunks of ``batch_size`` so memory stays bounded.
+
+    For each chunk: scores from the model (B x n_items, float32), train items set to
+    -inf, top-max(K) by ``torch.topk``, hits looked up in the split's relevant items,
+    and every metric accumulated as a per-user sum. Averages are over users with at
+    least one relevant item in the split.
+    """
+
+    def __init__(
+        self,
+        data: InteractionData,
+        topk: Sequence[int] = (10, 20, 50),
+        metrics: Sequence[str] = ("recall", "ndcg", "precision", "map", "hit"),
+        batch_size: int = 4096,
+        device: str | torch.device = "cpu",
+    ):
+        unknown = [m for m in metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; known: {sorted(METRICS)}")
+        if any(k <= 0 for k in topk):
+            raise ValueError("every K must be positive")
+        self.data = data
+        self.topk = sorted(set(int(k) for k in topk))
+        self.metrics = list(metrics)
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+        self._train = data.train_matrix
+
+    def _chunks(self, split: str) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        users = self.data.eval_users(split)
+        for start in range(0, users.size, self.batch_size):
+            yield users[start : start + self.batch_size], *self._mask_and_truth(users[start : start + self.batch_size], split)
+
+    def _mask_and_truth(self, users: np.ndarray, split: str):
+        return _csr_rows_to_tensors(self._train, users), _csr_rows_to_tensors(self.data.matrix(split), users)
+
+    @torch.no_grad()
+    def _ranked(self, model: Scorer, users: np.ndarray, train_nz, k: int) -> torch.Tensor:
+        u = torch.from_numpy(users).to(self.device)
+        scores = model.full_sort_predict(u).float()
+        if scores.shape != (users.size, self.data.n_items):
+            raise RuntimeError(
+                f"full_sort_predict returned shape {tuple(scores.shape)}, expected {(users.size, self.data.n_items)}"
+            )
+        rows, cols = train_nz
+        scores[rows.to(scores.device), cols.to(scores.device)] = -torch.inf
+        return torch.topk(scores, min(k, self.data.n_items), dim=1).indices.cpu()
+
+    @torch.no_grad()
+    def evaluate(self, model: Scorer, split: str = "valid") -> dict[str, float]:
+        """Mean of every ``metric@K`` over the split's users, e.g. ``{'recall@20': 0.07, ...}``."""
+        if hasattr(model, "eval"):
+            model.eval()
+        kmax = max(self.topk)
+        sums = {f"{m}@{k}": 0.0 for m in self.metrics for k in self.topk}
+        n_users = 0
+        for users, train_nz, truth_nz in self._chunks(split):
+            top = self._ranked(model, users, train_nz, kmax)
+            truth = torch.zeros(users.size, self.data.n_items, dtype=torch.bool)
+            truth[truth_nz] = True
+            hits = truth.gather(1, top)
+            n_rel = truth.sum(1)
+            if hits.shape[1] < kmax:  # fewer items than K: pad with misses
+                hits = torch.nn.functional.pad(hits, (0, kmax - hits.shape[1]))
+            for m in self.metrics:
+                fn = METRICS[m].fn
+                for k in self.topk:
+                    sums[f"{m}@{k}"] += float(fn(hits, n_rel, k).sum())
+            n_users += users.size
+        return {key: (v / n_users if n_users else 0.0) for key, v in sums.items()}
+
+    @torch.no_grad()
+    def top_items(self, model: Scorer, split: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(users, their top-k item ids) for every evaluated user of ``split``, train items masked."""
+        if hasattr(model, "eval"):
+            model.eval()
+        all_users, all_top = [], []
+        for users, train_nz, _ in self._chunks(split):
+            all_users.append(users)
+            all_top.append(self._ranked(model, users, train_nz, k).numpy())
+        return np.concatenate(all_users), np.concatenate(all_top)

@@ -1,0 +1,1 @@
+"""Graphs built from interactions or features: normalised adjacencies, kNN item graphs."""

@@ -1,0 +1,116 @@
+"""The one model contract every recommender implements (after RecBole / MMRec).
+
+The trainer calls only: ``calculate_loss(batch)``, ``full_sort_predict(users)`` and
+``pre_epoch_hook(epoch)``. Models get a :class:`ModelContext` (train graph only,
+item features, a cache folder) and typed parameters; they never read files.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from cliper.data.interactions import TrainView
+from cliper.errors import ConfigError
+
+
+class ModelParams(BaseModel):
+    """Hyperparameters of a model; an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embedding_dim: int = 64
+    reg_weight: float = 1e-4
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A training batch of (user, positive item, negative item) triples."""
+
+    users: torch.Tensor
+    pos_items: torch.Tensor
+    neg_items: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.users.to(device), self.pos_items.to(device), self.neg_items.to(device))
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """Everything a model may read: the train graph, item features, a cache folder."""
+
+    train: TrainView
+    features: "ItemFeatures | None" = None  # noqa: F821  (cliper.features.item_features)
+    cache_dir: Path | None = None
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def n_users(self) -> int:
+        return self.train.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.train.n_items
+
+
+class Recommender(nn.Module, ABC):
+    """Base recommender.
+
+    Subclasses set ``name``, ``Params`` and ``modalities`` (the feature modalities
+    they need: ``()`` for ID-only models, e.g. ``("image", "text")`` for multimodal
+    ones; ``min_modalities`` how many of them must be present).
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[ModelParams]] = ModelParams
+    modalities: ClassVar[tuple[str, ...]] = ()
+    min_modalities: ClassVar[int] = 0
+
+    def __init__(self, ctx: ModelContext, params: ModelParams):
+        super().__init__()
+        self.ctx = ctx
+        self.params = params
+        self.n_users = ctx.n_users
+        self.n_items = ctx.n_items
+        self._eval_cache: object | None = None
+        if self.modalities:
+            have = [] if ctx.features is None else [m for m in self.modalities if m in ctx.features.modalities]
+            need = self.min_modalities or len(self.modalities)
+            if len(have) < need:
+                raise ConfigError(
+                    f"model {self.name!r} needs item features for {need} of {list(self.modalities)}, "
+                    f"got {have or 'none'}; set features.image / features.text or features.store"
+                )
+
+    @abstractmethod
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        """Scalar training loss for one batch (BPR-style + regularisation)."""
+
+    @abstractmethod
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for each user: float tensor [len(users), n_items]."""
+
+    def pre_epoch_hook(self, epoch: int) -> None:
+        """Called before each training epoch (e.g. re-sample a pruned graph)."""
+
+    def train(self, mode: bool = True) -> "Recommender":
+        # Leaving or entering a mode invalidates embeddings cached for full ranking.
+        self._eval_cache = None
+        return super().train(mode)
+
+    def cached(self, compute):
+        """Compute-once-per-evaluation helper: ``self.cached(lambda: self.propagate())``."""
+        if self.training:
+            return compute()
+        if self._eval_cache is None:
+            self._eval_cache = compute()
+        return self._eval_cache
+
+    def extra_repr(self) -> str:
+        return f"n_users={self.n_users}, n_items={self.n_items}"

@@ -1,0 +1,45 @@
+"""BPR-MF: Rendle et al., "BPR: Bayesian Personalized Ranking from Implicit Feedback", UAI 2009.
+
+Matrix factorisation scored by the dot product, trained with the BPR criterion
+(Section 4.1) and L2 regularisation of the embeddings in the batch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.layers import bpr_loss, l2_reg
+from cliper.models.registry import register
+
+
+class BPRParams(ModelParams):
+    embedding_dim: int = 64  # latent factors
+    reg_weight: float = 1e-4  # L2 on the batch's user/item embeddings
+
+
+@register
+class BPR(Recommender):
+    name = "bpr"
+    Params = BPRParams
+
+    def __init__(self, ctx: ModelContext, params: BPRParams):
+        super().__init__(ctx, params)
+        self.user_embedding = nn.Embedding(self.n_users, params.embedding_dim)
+        self.item_embedding = nn.Embedding(self.n_items, params.embedding_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        u = self.user_embedding(batch.users)
+        p = self.item_embedding(batch.pos_items)
+        n = self.item_embedding(batch.neg_items)
+        loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        return loss + self.params.reg_weight * l2_reg(u, p, n)
+
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_embedding(users) @ self.item_embedding.weight.T

@@ -1,0 +1,59 @@
+"""LightGCN: He et al., "LightGCN: Simplifying and Powering Graph Convolution Network
+for Recommendation", SIGIR 2020.
+
+Embeddings propagated on the normalised user-item graph without weights or
+non-linearities (Section 3.1, Eq. 7-9), layer outputs averaged (alpha_k = 1/(K+1)),
+dot-product scores, BPR loss with L2 on the batch's layer-0 embeddings (Eq. 15).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cliper.graphs.adjacency import bipartite_graph
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
+from cliper.models.registry import register
+
+
+class LightGCNParams(ModelParams):
+    embedding_dim: int = 64
+    n_layers: int = 2  # propagation depth K
+    reg_weight: float = 1e-4  # lambda of Eq. 15
+
+
+@register
+class LightGCN(Recommender):
+    name = "lightgcn"
+    Params = LightGCNParams
+
+    def __init__(self, ctx: ModelContext, params: LightGCNParams):
+        super().__init__(ctx, params)
+        self.user_embedding = nn.Embedding(self.n_users, params.embedding_dim)
+        self.item_embedding = nn.Embedding(self.n_items, params.embedding_dim)
+        self.propagation = LightGCNPropagation(params.n_layers)
+        self.graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight], 0)
+        out = self.propagation(self.graph, ego)
+        return out[: self.n_users], out[self.n_users :]
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        users, items = self.propagate()
+        u, p, n = users[batch.users], items[batch.pos_items], items[batch.neg_items]
+        loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        reg = l2_reg(
+            self.user_embedding(batch.users), self.item_embedding(batch.pos_items), self.item_embedding(batch.neg_items)
+        )
+        return loss + self.params.reg_weight * reg
+
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
+        all_users, all_items = self.cached(self.propagate)
+        return all_users[users] @ all_items.T

@@ -1,0 +1,241 @@
+"""From a validated config to a finished run folder: data, features, model, trainer.
+
+A run folder holds ``config.yaml`` (resolved), ``epochs.jsonl``, ``checkpoint.pt``
+(resumable state), ``best.pt`` (weights at the best valid epoch) and ``metrics.json``
+(valid and test metrics at that epoch, plus provenance).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from cliper import __version__
+from cliper.config.loader import expand_grid, validate_model_params
+from cliper.config.schema import RunConfig
+from cliper.data.interactions import InteractionData, load_inter
+from cliper.errors import CliperError, ConfigError, DataError
+from cliper.evaluation.evaluator import Evaluator
+from cliper.features.item_features import ItemFeatures
+from cliper.models.base import ModelContext, Recommender
+from cliper.models.registry import get_model_class
+from cliper.training.seed import seed_everything
+from cliper.training.trainer import BEST, CHECKPOINT, Trainer
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def cache_dir() -> Path:
+    """Where derived artefacts (kNN graphs, user graphs) are cached: ``$CLIPER_CACHE_DIR`` or ~/.cache/cliper."""
+    return Path(os.environ.get("CLIPER_CACHE_DIR", Path.home() / ".cache" / "cliper"))
+
+
+def find_inter(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(p.glob("*.inter"))
+        if len(found) != 1:
+            raise DataError(f"expected exactly one *.inter file in the folder, found {len(found)}", p)
+        return found[0]
+    if not p.exists():
+        raise DataError("dataset not found", p)
+    return p
+
+
+def load_dataset(cfg: RunConfig) -> InteractionData:
+    if not cfg.dataset.path:
+        raise ConfigError("no dataset: pass --dataset DIR or set dataset.path")
+    inter = find_inter(cfg.dataset.path)
+    return load_inter(inter, name=cfg.dataset.name or inter.stem)
+
+
+def build_features(cfg: RunConfig, n_items: int) -> ItemFeatures | None:
+    f = cfg.features
+    if f.store:
+        return ItemFeatures.from_store(f.store, fusion=f.fusion, tau=f.tau, views=f.views,
+                                       use_image=f.use_image, use_text=f.use_text, n_items=n_items)
+    if f.image or f.text:
+        return ItemFeatures.from_files(f.image if f.use_image else None, f.text if f.use_text else None,
+                                       n_items=n_items)
+    if f.random_image_dim or f.random_text_dim:
+        return ItemFeatures.random(n_items, f.random_image_dim if f.use_image else None,
+                                   f.random_text_dim if f.use_text else None, seed=f.random_seed)
+    return None
+
+
+def build_model(cfg: RunConfig, data: InteractionData, features: ItemFeatures | None,
+                device: torch.device | None = None) -> Recommender:
+    """Seed, then construct the configured model on ``data``'s train graph."""
+    device = device or resolve_device(cfg.device)
+    cls = get_model_class(cfg.model_name)
+    params = validate_model_params(cfg)
+    seed_everything(cfg.seed)
+    if features is not None:
+        features = copy.deepcopy(features).to(device)  # a model owns (and may train) its own copy
+        features.reset_parameters()  # trainable fusion starts from the seeded initialisation
+    ctx = ModelContext(train=data.train_view(), features=features, cache_dir=cache_dir(), device=device)
+    return cls(ctx, params).to(device)
+
+
+def make_evaluator(cfg: RunConfig, data: InteractionData, device: torch.device) -> Evaluator:
+    return Evaluator(data, cfg.eval.topk, cfg.eval.metrics, cfg.eval.batch_size, device=device)
+
+
+def code_version() -> str:
+    """``cliper`` version plus the git commit when run from a checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def save_config(cfg: RunConfig, run_dir: Path) -> None:
+    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False), encoding="utf-8")
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    from cliper.config.loader import validate
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CliperError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
+    return validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+              data: InteractionData | None = None, features: ItemFeatures | None = None) -> dict[str, Any]:
+    """Train one configuration into ``run_dir`` and return the metrics dictionary."""
+    if cfg.grid:
+        raise ConfigError("train_run takes a single configuration; use train_grid for a grid")
+    run_dir = Path(run_dir)
+    if (run_dir / METRICS_FILE).is_file() and not resume:
+        raise CliperError(f"{run_dir} already holds a finished run; choose another --output or pass --resume")
+    if (run_dir / CHECKPOINT).is_file() and not resume:
+        raise CliperError(f"{run_dir} holds an interrupted run; pass --resume to continue it")
+    if resume and (run_dir / CONFIG_FILE).is_file():
+        old = load_run_config(run_dir)
+        if old.model_dump() != cfg.model_dump():
+            raise CliperError(f"{run_dir} was started with a different config; resume it with the same options")
+    if resume and (run_dir / METRICS_FILE).is_file():
+        return json.loads((run_dir / METRICS_FILE).read_text())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir)
+    device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
+    data = data or load_dataset(cfg)
+    if features is None and cfg.features.configured:
+        features = build_features(cfg, data.n_items)
+    model = build_model(cfg, data, features, device)
+    trainer = Trainer(model, data, make_evaluator(cfg, data, device), cfg.train, cfg.eval.valid_metric,
+                      cfg.seed, run_dir, progress=progress, device=device)
+    if resume:
+        trainer.resume()
+    result = trainer.fit()
+    metrics = {
+        "model": cfg.model_name,
+        "dataset": data.name,
+        "seed": cfg.seed,
+        **result.to_json(),
+        "valid_metric": cfg.eval.valid_metric,
+        "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "wall_seconds": round(time.perf_counter() - t0, 3),
+        "code_version": code_version(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "features": _feature_provenance(cfg),
+    }
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return metrics
+
+
+def _feature_provenance(cfg: RunConfig) -> dict[str, Any] | None:
+    f = cfg.features
+    if not f.configured:
+        return None
+    out: dict[str, Any] = f.model_dump()
+    if f.store:
+        manifest = Path(f.store) / "manifest.json"
+        if manifest.is_file():
+            import hashlib
+
+            out["manifest_sha256"] = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    return out
+
+
+def train_grid(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train every grid point into ``out_dir/grid/NNN``; the winner is chosen on VALIDATION only.
+
+    Finished grid points are reused when the grid is re-run (interrupted grids resume).
+    """
+    out_dir = Path(out_dir)
+    points = expand_grid(cfg)
+    data = load_dataset(cfg)
+    features = build_features(cfg, data.n_items) if cfg.features.configured else None
+    rows = []
+    for i, (assignment, point_cfg) in enumerate(points):
+        run_dir = out_dir / "grid" / f"{i:03d}"
+        done = (run_dir / METRICS_FILE).is_file()
+        log.info("grid point %d/%d %s%s", i + 1, len(points), assignment, " (done)" if done else "")
+        metrics = train_run(point_cfg, run_dir, resume=True if done or resume else False, progress=progress,
+                            data=data, features=features)
+        rows.append({"run": str(run_dir.relative_to(out_dir)), "params": assignment,
+                     "valid": metrics["valid"], "test": metrics["test"], "best_epoch": metrics["best_epoch"]})
+    key = cfg.eval.valid_metric
+    winner = max(range(len(rows)), key=lambda j: rows[j]["valid"].get(key, float("-inf")))
+    summary = {
+        "selected_by": f"valid {key}",
+        "winner": rows[winner],
+        "runs": rows,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir)
+    (out_dir / "grid.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    win_metrics = json.loads((out_dir / rows[winner]["run"] / METRICS_FILE).read_text())
+    win_metrics["grid"] = {"selected_by": summary["selected_by"], "params": rows[winner]["params"],
+                           "run": rows[winner]["run"], "n_points": len(rows)}
+    (out_dir / METRICS_FILE).write_text(json.dumps(win_metrics, indent=2), encoding="utf-8")
+    return win_metrics
+
+
+def load_trained(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, InteractionData, Recommender]:
+    """Rebuild a run's model with its best (or last-checkpoint) weights."""
+    from cliper.training import checkpoint
+
+    run_dir = Path(run_dir)
+    if (run_dir / "grid.json").is_file():
+        winner = json.loads((run_dir / "grid.json").read_text())["winner"]["run"]
+        run_dir = run_dir / winner
+    cfg = load_run_config(run_dir)
+    data = load_dataset(cfg)
+    features = build_features(cfg, data.n_items) if cfg.features.configured else None
+    model = build_model(cfg, data, features)
+    path = run_dir / (BEST if which == "best" else CHECKPOINT)
+    if not path.is_file():
+        raise CliperError(f"{path} not found: the run has no saved weights yet")
+    state = checkpoint.load(path)
+    model.load_state_dict(state["model"] if which != "best" else state)
+    return cfg, data, model

@@ -1,0 +1,223 @@
+"""The training loop: BPR-style batches, Adam, lr schedule, early stopping, resumable.
+
+The trainer calls only the model contract (``pre_epoch_hook``, ``calculate_loss``,
+``full_sort_predict`` through the evaluator). Each epoch draws its shuffling and
+negatives from a generator seeded by (seed, epoch), and seeds torch the same way, so
+a run resumed from its checkpoint repeats the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cliper.config.schema import TrainSection
+from cliper.data.interactions import InteractionData
+from cliper.data.sampling import NegativeSampler
+from cliper.evaluation.evaluator import Evaluator
+from cliper.models.base import Batch, Recommender
+from cliper.training import checkpoint
+from cliper.training.seed import epoch_rng, seed_epoch
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+EPOCH_LOG = "epochs.jsonl"
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    valid: dict[str, float]
+    test: dict[str, float]
+    epochs_run: int
+    stopped_early: bool
+    train_seconds: float
+    eval_seconds: float
+    history: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("history")
+        return d
+
+
+class Trainer:
+    """Fits one model on one dataset; ``run_dir`` (optional) receives logs and checkpoints."""
+
+    def __init__(
+        self,
+        model: Recommender,
+        data: InteractionData,
+        evaluator: Evaluator,
+        settings: TrainSection,
+        valid_metric: str = "recall@20",
+        seed: int = 2024,
+        run_dir: Path | None = None,
+        progress: bool = True,
+        device: torch.device | str = "cpu",
+    ):
+        self.model = model
+        self.data = data
+        self.evaluator = evaluator
+        self.s = settings
+        self.valid_metric = valid_metric
+        self.seed = seed
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.progress = progress
+        self.device = torch.device(device)
+        self.sampler = NegativeSampler(data.train_matrix)
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+        decay, step = settings.lr_decay, settings.lr_decay_step
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / step))
+        # early-stopping state
+        self.epoch = 0
+        self.best_value = -np.inf
+        self.best_epoch = 0
+        self.best_valid: dict[str, float] = {}
+        self.best_test: dict[str, float] = {}
+        self.bad_evals = 0
+        self.history: list[dict] = []
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+
+    # -- one epoch -----------------------------------------------------------------
+    def batches(self, epoch: int):
+        rng = epoch_rng(self.seed, epoch)
+        train = self.data.train
+        order = rng.permutation(len(train))
+        users, pos = train.users[order], train.items[order]
+        neg = self.sampler.sample(users, rng)
+        bs = self.s.batch_size
+        for start in range(0, users.size, bs):
+            sl = slice(start, start + bs)
+            yield Batch(
+                torch.from_numpy(users[sl]), torch.from_numpy(pos[sl]), torch.from_numpy(neg[sl])
+            ).to(self.device)
+
+    def train_epoch(self, epoch: int) -> float:
+        seed_epoch(self.seed, epoch)
+        self.model.train()
+        self.model.pre_epoch_hook(epoch)
+        total, count = 0.0, 0
+        n_batches = (len(self.data.train) + self.s.batch_size - 1) // self.s.batch_size
+        bar = tqdm(self.batches(epoch), total=n_batches, desc=f"epoch {epoch}", leave=False,
+                   disable=not self.progress, unit="batch")
+        for batch in bar:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.model.calculate_loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate")
+            loss.backward()
+            if self.s.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad_norm)
+            self.optimizer.step()
+            total += float(loss.detach()) * batch.users.shape[0]
+            count += batch.users.shape[0]
+        self.scheduler.step()
+        return total / max(count, 1)
+
+    # -- the loop ------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        if self.epoch and self.bad_evals >= self.s.patience:  # resumed a run that had already stopped
+            return self.result(True)
+        start_epoch = self.epoch + 1
+        bar = tqdm(range(start_epoch, self.s.epochs + 1), desc=f"train {self.model.name}", unit="epoch",
+                   disable=not self.progress, initial=start_epoch - 1, total=self.s.epochs)
+        stopped = False
+        for epoch in bar:
+            t0 = time.perf_counter()
+            loss = self.train_epoch(epoch)
+            t1 = time.perf_counter()
+            self.train_seconds += t1 - t0
+            record = {"epoch": epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
+                      "train_seconds": round(t1 - t0, 4)}
+            if epoch % self.s.eval_step == 0 or epoch == self.s.epochs:
+                valid = self.evaluator.evaluate(self.model, "valid")
+                value = valid[self.valid_metric]
+                improved = value > self.best_value
+                if improved:
+                    self.best_value, self.best_epoch, self.best_valid = value, epoch, valid
+                    self.best_test = self.evaluator.evaluate(self.model, "test")
+                    self.bad_evals = 0
+                    if self.run_dir is not None:
+                        checkpoint.save_atomic(self.model.state_dict(), self.run_dir / BEST)
+                else:
+                    self.bad_evals += 1
+                t2 = time.perf_counter()
+                self.eval_seconds += t2 - t1
+                record.update(valid=valid, best=improved, eval_seconds=round(t2 - t1, 4))
+                bar.set_postfix(loss=f"{loss:.4f}", **{self.valid_metric: f"{value:.4f}"},
+                                best=f"{self.best_value:.4f}@{self.best_epoch}")
+                if self.bad_evals >= self.s.patience:
+                    stopped = True
+            self.epoch = epoch
+            self.history.append(record)
+            self._log(record)
+            if self.run_dir is not None and self.s.checkpoint:
+                self.save_checkpoint()
+            if stopped:
+                log.info("early stop at epoch %d: no %s gain for %d evaluations (best %.4f at epoch %d)",
+                         epoch, self.valid_metric, self.s.patience, self.best_value, self.best_epoch)
+                break
+        bar.close()
+        return self.result(stopped)
+
+    def result(self, stopped: bool) -> FitResult:
+        return FitResult(self.best_epoch, self.best_valid, self.best_test, self.epoch, stopped,
+                         round(self.train_seconds, 3), round(self.eval_seconds, 3), self.history)
+
+    def _log(self, record: dict) -> None:
+        if self.run_dir is None:
+            return
+        with open(self.run_dir / EPOCH_LOG, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # -- resume ----------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "best_valid": self.best_valid,
+            "best_test": self.best_test,
+            "bad_evals": self.bad_evals,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
+        }
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save_atomic(self.state(), self.run_dir / CHECKPOINT)
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for key in ("epoch", "best_value", "best_epoch", "best_valid", "best_test", "bad_evals", "history",
+                    "train_seconds", "eval_seconds"):
+            setattr(self, key, state[key])
+
+    def resume(self) -> bool:
+        """Load ``run_dir/checkpoint.pt`` if present; the epoch log is trimmed to match it."""
+        if self.run_dir is None or not (self.run_dir / CHECKPOINT).is_file():
+            return False
+        self.load_state(checkpoint.load(self.run_dir / CHECKPOINT))
+        log_path = self.run_dir / EPOCH_LOG
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
+        log.info("resumed from epoch %d (best %s %.4f at epoch %d)", self.epoch, self.valid_metric,
+                 self.best_value, self.best_epoch)
+        return True

@@ -1,0 +1,98 @@
+"""The trainer: loss goes down, seeded reruns are identical, resume equals uninterrupted."""
+
+import json
+
+import pytest
+import torch
+
+from cliper.config import load_config
+from cliper.training.runner import train_grid, train_run
+from cliper.testing import tiny_dataset
+
+
+def _write_inter(data, path):
+    lines = ["userID\titemID\tx_label"]
+    for label, split in enumerate((data.train, data.valid, data.test)):
+        lines += [f"{u}\t{i}\t{label}" for u, i in zip(split.users, split.items)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def inter(tmp_path):
+    return _write_inter(tiny_dataset(n_users=60, n_items=40, per_user=10, seed=1), tmp_path / "tiny.inter")
+
+
+def _cfg(inter, *extra):
+    return load_config(overrides=[f"dataset.path={inter}", "model.name=lightgcn", "train.batch_size=64",
+                                  "train.epochs=6", "train.patience=50", "eval.batch_size=16", *extra])
+
+
+def test_seeded_runs_are_identical(inter, tmp_path):
+    a = train_run(_cfg(inter), tmp_path / "a", progress=False)
+    b = train_run(_cfg(inter), tmp_path / "b", progress=False)
+    assert a["test"] == b["test"] and a["valid"] == b["valid"]
+    c = train_run(_cfg(inter, "seed=7"), tmp_path / "c", progress=False)
+    assert c["valid"] != a["valid"]
+
+
+def test_loss_decreases_and_logs_are_written(inter, tmp_path):
+    m = train_run(_cfg(inter, "train.learning_rate=0.01"), tmp_path / "r", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "r" / "epochs.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert (tmp_path / "r" / "config.yaml").is_file() and (tmp_path / "r" / "best.pt").is_file()
+    assert m["valid"]["recall@20"] == max(r["valid"]["recall@20"] for r in rows)
+    best = next(r for r in rows if r["epoch"] == m["best_epoch"])
+    assert best["valid"] == m["valid"]
+
+
+def test_resume_matches_uninterrupted_run(inter, tmp_path):
+    full = train_run(_cfg(inter), tmp_path / "full", progress=False)
+    # "interrupt": train 3 epochs, then continue the same run to 6 from its checkpoint
+    part = tmp_path / "part"
+    train_run(_cfg(inter, "train.epochs=3"), part, progress=False)
+    (part / "metrics.json").unlink()  # as if killed before finishing
+    cfg = _cfg(inter)
+    import yaml
+    (part / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    resumed = train_run(cfg, part, resume=True, progress=False)
+    assert resumed["test"] == full["test"]
+    assert resumed["best_epoch"] == full["best_epoch"]
+    lines = (part / "epochs.jsonl").read_text().splitlines()
+    assert len(lines) == 6
+
+
+def test_early_stopping_stops(inter, tmp_path):
+    m = train_run(_cfg(inter, "train.epochs=200", "train.patience=2", "train.learning_rate=0.05"),
+                  tmp_path / "r", progress=False)
+    assert m["stopped_early"] and m["epochs_run"] < 200
+    assert m["epochs_run"] - m["best_epoch"] == 2
+
+
+def test_refuses_to_overwrite_finished_run(inter, tmp_path):
+    from cliper.errors import CliperError
+
+    train_run(_cfg(inter, "train.epochs=1"), tmp_path / "r", progress=False)
+    with pytest.raises(CliperError, match="already holds"):
+        train_run(_cfg(inter, "train.epochs=1"), tmp_path / "r", progress=False)
+
+
+def test_grid_winner_chosen_on_validation_not_test(inter, tmp_path, monkeypatch):
+    """Plant a grid point that is best on test but worse on validation: it must not win."""
+    import cliper.training.runner as runner
+
+    planted = {"valid": {"recall@20": 0.1}, "test": {"recall@20": 0.9}}
+    honest = {"valid": {"recall@20": 0.5}, "test": {"recall@20": 0.2}}
+
+    def fake_train_run(cfg, run_dir, **kw):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        m = dict(planted if cfg.model["n_layers"] == 1 else honest, best_epoch=1)
+        (run_dir / "metrics.json").write_text(json.dumps(m))
+        return m
+
+    monkeypatch.setattr(runner, "train_run", fake_train_run)
+    cfg = _cfg(inter, "grid={model.n_layers: [1, 2]}")
+    win = train_grid(cfg, tmp_path / "g", progress=False)
+    assert win["grid"]["params"] == {"model.n_layers": 2}
+    assert win["test"]["recall@20"] == 0.2
