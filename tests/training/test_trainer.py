@@ -96,3 +96,13 @@ def test_grid_winner_chosen_on_validation_not_test(inter, tmp_path, monkeypatch)
     win = train_grid(cfg, tmp_path / "g", progress=False)
     assert win["grid"]["params"] == {"model.n_layers": 2}
     assert win["test"]["recall@20"] == 0.2
+
+
+def test_per_user_test_metrics_average_to_reported_metrics(inter, tmp_path):
+    from cliper.training.runner import load_per_user
+
+    m = train_run(_cfg(inter, "train.epochs=2"), tmp_path / "r", progress=False)
+    users, per_user = load_per_user(tmp_path / "r")
+    assert users.size == 60
+    for key in ("recall@20", "ndcg@10", "map@50"):
+        assert per_user[key].mean() == pytest.approx(m["test"][key], rel=1e-5)

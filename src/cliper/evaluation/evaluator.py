@@ -55,13 +55,13 @@ class Evaluator:
         self.device = torch.device(device)
         self._train = data.train_matrix
 
-    def _chunks(self, split: str) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        users = self.data.eval_users(split)
-        for start in range(0, users.size, self.batch_size):
-            yield users[start : start + self.batch_size], *self._mask_and_truth(users[start : start + self.batch_size], split)
-
-    def _mask_and_truth(self, users: np.ndarray, split: str):
-        return _csr_rows_to_tensors(self._train, users), _csr_rows_to_tensors(self.data.matrix(split), users)
+    def _chunks(self, split: str) -> Iterator[tuple[np.ndarray, tuple, tuple]]:
+        """(users, their train non-zeros, their relevant non-zeros) per chunk of users."""
+        all_users = self.data.eval_users(split)
+        truth = self.data.matrix(split)
+        for start in range(0, all_users.size, self.batch_size):
+            users = all_users[start : start + self.batch_size]
+            yield users, _csr_rows_to_tensors(self._train, users), _csr_rows_to_tensors(truth, users)
 
     @torch.no_grad()
     def _ranked(self, model: Scorer, users: np.ndarray, train_nz, k: int) -> torch.Tensor:
@@ -78,11 +78,18 @@ class Evaluator:
     @torch.no_grad()
     def evaluate(self, model: Scorer, split: str = "valid") -> dict[str, float]:
         """Mean of every ``metric@K`` over the split's users, e.g. ``{'recall@20': 0.07, ...}``."""
+        users, per_user = self.evaluate_per_user(model, split)
+        n = max(users.size, 1)
+        return {key: float(v.sum() / n) if users.size else 0.0 for key, v in per_user.items()}
+
+    @torch.no_grad()
+    def evaluate_per_user(self, model: Scorer, split: str = "valid") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(evaluated users, ``metric@K`` -> per-user values): the input of paired significance tests."""
         if hasattr(model, "eval"):
             model.eval()
         kmax = max(self.topk)
-        sums = {f"{m}@{k}": 0.0 for m in self.metrics for k in self.topk}
-        n_users = 0
+        parts: dict[str, list[torch.Tensor]] = {f"{m}@{k}": [] for m in self.metrics for k in self.topk}
+        all_users = []
         for users, train_nz, truth_nz in self._chunks(split):
             top = self._ranked(model, users, train_nz, kmax)
             truth = torch.zeros(users.size, self.data.n_items, dtype=torch.bool)
@@ -94,9 +101,11 @@ class Evaluator:
             for m in self.metrics:
                 fn = METRICS[m].fn
                 for k in self.topk:
-                    sums[f"{m}@{k}"] += float(fn(hits, n_rel, k).sum())
-            n_users += users.size
-        return {key: (v / n_users if n_users else 0.0) for key, v in sums.items()}
+                    parts[f"{m}@{k}"].append(fn(hits, n_rel, k))
+            all_users.append(users)
+        if not all_users:
+            return np.zeros(0, dtype=np.int64), {key: np.zeros(0) for key in parts}
+        return np.concatenate(all_users), {key: torch.cat(v).numpy() for key, v in parts.items()}
 
     @torch.no_grad()
     def top_items(self, model: Scorer, split: str, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
+PER_USER_FILE = "test_per_user.npz"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -155,6 +156,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progres
     if resume:
         trainer.resume()
     result = trainer.fit()
+    _save_test_per_user(model, trainer.evaluator, run_dir)
     metrics = {
         "model": cfg.model_name,
         "dataset": data.name,
@@ -170,6 +172,28 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progres
     }
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return metrics
+
+
+def _save_test_per_user(model: Recommender, evaluator: Evaluator, run_dir: Path) -> None:
+    """Per-user test metrics of the best-valid weights (``test_per_user.npz``), for paired tests."""
+    import numpy as np
+
+    from cliper.training import checkpoint
+
+    best = run_dir / BEST
+    if best.is_file():
+        model.load_state_dict(checkpoint.load(best))
+    users, per_user = evaluator.evaluate_per_user(model, "test")
+    np.savez_compressed(run_dir / PER_USER_FILE, users=users,
+                        **{k.replace("@", "_at_"): v.astype(np.float32) for k, v in per_user.items()})
+
+
+def load_per_user(run_dir: str | Path) -> tuple["np.ndarray", dict[str, "np.ndarray"]]:
+    """Inverse of :func:`_save_test_per_user`: (users, ``metric@K`` -> per-user test values)."""
+    import numpy as np
+
+    with np.load(Path(run_dir) / PER_USER_FILE) as z:
+        return z["users"], {k.replace("_at_", "@"): z[k] for k in z.files if k != "users"}
 
 
 def _feature_provenance(cfg: RunConfig) -> dict[str, Any] | None:
