@@ -32,19 +32,19 @@ def main() -> None:
     """Entry point that turns user errors into one clear line and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
-        app(standalone_mode=False)
+        rv = app(standalone_mode=False)
     except CliperError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished work is kept; rerun the same command (with --resume) to continue", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # typer bundles its own click: recognise its usage errors and exits by their interface
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+        if isinstance(exc, (typer.Exit, typer.Abort)) or type(exc).__name__ in ("Exit", "Abort"):
+            sys.exit(getattr(exc, "exit_code", 1))
         raise
+    sys.exit(rv if isinstance(rv, int) else 0)
