@@ -36,3 +36,15 @@ def tiny_features(
     v /= np.linalg.norm(v, axis=-1, keepdims=True)
     sim = rng.uniform(-1, 1, size=(n_items, views)).astype(np.float32)
     return ItemFeatures(image=image, views=v, similarity=sim, fusion=build_fusion(fusion, views, text_dim))
+
+
+def write_inter(data: InteractionData, path) -> "Path":
+    """Write ``data`` as an MMRec ``.inter`` file (header ``userID itemID x_label``)."""
+    from pathlib import Path
+
+    path = Path(path)
+    lines = ["userID\titemID\tx_label"]
+    for label, split in enumerate((data.train, data.valid, data.test)):
+        lines += [f"{u}\t{i}\t{label}" for u, i in zip(split.users, split.items)]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -8,14 +8,7 @@ import torch
 from cliper.config import load_config
 from cliper.training.runner import train_grid, train_run
 from cliper.testing import tiny_dataset
-
-
-def _write_inter(data, path):
-    lines = ["userID\titemID\tx_label"]
-    for label, split in enumerate((data.train, data.valid, data.test)):
-        lines += [f"{u}\t{i}\t{label}" for u, i in zip(split.users, split.items)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+from cliper.testing import write_inter as _write_inter
 
 
 @pytest.fixture
