@@ -23,7 +23,9 @@ MODALITIES = ("image", "text")
 
 
 def _as_tensor(x) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
+    if isinstance(x, torch.Tensor):
+        return x.detach().float().contiguous()
+    return torch.from_numpy(np.array(x, dtype=np.float32))  # a writable copy (stores are memory-mapped)
 
 
 def _hash_array(x: torch.Tensor) -> str:

@@ -157,5 +157,5 @@ def fuse_views(views: np.ndarray, similarity: np.ndarray, method: str = "sa", ta
     if fusion.trainable:
         raise ConfigError(f"fusion {method!r} has weights and must be trained with the recommender, not applied offline")
     with torch.no_grad():
-        out = fusion(torch.as_tensor(np.asarray(views, dtype=np.float32)), torch.as_tensor(np.asarray(similarity, dtype=np.float32)))
+        out = fusion(torch.from_numpy(np.array(views, dtype=np.float32)), torch.from_numpy(np.array(similarity, dtype=np.float32)))
     return out.numpy().astype(np.float32)

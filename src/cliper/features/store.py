@@ -1,0 +1,183 @@
+"""The item feature store: one folder per extraction, read by every recommender.
+
+Layout (all arrays row-aligned with ``item_ids``, which is ``0..N-1``)::
+
+    image.npy        float32 [N, d]    unit rows; rows without a real image filled by
+                                       the manifest's ``missing_image_rule``
+    image_mask.npy   bool    [N]       True = a real image was encoded
+    views.npy        float32 [V, N, d] unit rows, one slab per view (``view_names``)
+    similarity.npy   float32 [N, V]    cosine(view, image), NOT divided by tau;
+                                       0.0 where ``image_mask`` is False
+    item_ids.npy     int64   [N]
+    manifest.json    encoder, views, hashes, counts, missing items, timings
+
+``manifest.json`` is written last: a folder without it is an unfinished extraction
+(re-running the same command resumes it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cliper.errors import DataError
+
+ARRAY_FILES = ("image", "image_mask", "views", "similarity", "item_ids")
+MANIFEST = "manifest.json"
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` via a temp file + rename (never a half-written file)."""
+    _atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
+
+
+def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def _file_mode() -> int:
+    """0o666 minus the process umask: what a plain ``open(path, "w")`` would give."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _MODE)  # mkstemp creates 0600; finished files get normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FeatureStore:
+    """Read access to an extraction folder (arrays memory-mapped by default).
+
+    >>> store = FeatureStore.open("features/baby-clip")
+    >>> store.views.shape == (len(store.view_names), store.n_items, store.dim)
+    True
+    """
+
+    def __init__(self, path: Path, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
+        self.path = path
+        self._arrays = arrays
+        self._manifest = manifest
+
+    @classmethod
+    def open(cls, path: str | Path, mmap: bool = True) -> FeatureStore:
+        """Open and validate a finished extraction folder."""
+        path = Path(path)
+        mpath = path / MANIFEST
+        if not mpath.is_file():
+            raise DataError(f"no {MANIFEST}: not a finished feature extraction (re-run the extraction to resume it)", path)
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"invalid JSON ({exc.msg})", mpath, exc.lineno) from None
+        arrays = {}
+        for name in ARRAY_FILES:
+            f = path / f"{name}.npy"
+            if not f.is_file():
+                raise DataError(f"missing {f.name}", path)
+            try:
+                arrays[name] = np.load(f, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise DataError(f"unreadable array ({exc})", f) from None
+        store = cls(path, arrays, manifest)
+        store._validate()
+        return store
+
+    def _validate(self) -> None:
+        v, n, d = self.views.shape if self.views.ndim == 3 else (None, None, None)
+        problems = []
+        if v is None:
+            problems.append(f"views.npy must be 3-D, found shape {self.views.shape}")
+        else:
+            if self.image.shape != (n, d):
+                problems.append(f"image.npy shape {self.image.shape} != ({n}, {d})")
+            if self.image_mask.shape != (n,):
+                problems.append(f"image_mask.npy shape {self.image_mask.shape} != ({n},)")
+            if self.similarity.shape != (n, v):
+                problems.append(f"similarity.npy shape {self.similarity.shape} != ({n}, {v})")
+            if self.item_ids.shape != (n,):
+                problems.append(f"item_ids.npy shape {self.item_ids.shape} != ({n},)")
+            if len(self.view_names) != v:
+                problems.append(f"manifest lists {len(self.view_names)} views, views.npy has {v}")
+        if problems:
+            raise DataError("; ".join(problems), self.path)
+
+    @property
+    def image(self) -> np.ndarray:
+        return self._arrays["image"]
+
+    @property
+    def image_mask(self) -> np.ndarray:
+        return self._arrays["image_mask"]
+
+    @property
+    def views(self) -> np.ndarray:
+        return self._arrays["views"]
+
+    @property
+    def similarity(self) -> np.ndarray:
+        return self._arrays["similarity"]
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self._arrays["item_ids"]
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self._manifest
+
+    @property
+    def view_names(self) -> list[str]:
+        return list(self._manifest["views"]["names"])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_ids.shape[0])
+
+    @property
+    def n_views(self) -> int:
+        return int(self.views.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.views.shape[2])
+
+    def view(self, name: str) -> np.ndarray:
+        """One view's ``[N, d]`` embeddings by name."""
+        if name not in self.view_names:
+            raise DataError(f"no view {name!r}; views are {self.view_names}", self.path)
+        return self.views[self.view_names.index(name)]
+
+    def export_mmrec(self, out_dir: str | Path, method: str = "sa", tau: float = 0.1,
+                     views: list[str] | None = None) -> dict[str, Path]:
+        """Write MMRec's ``image_feat.npy`` / ``text_feat.npy`` (see :mod:`cliper.features.export`)."""
+        from cliper.features.export import export_mmrec
+
+        return export_mmrec(self, out_dir, method=method, tau=tau, views=views)
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.path)!r}, items={self.n_items}, views={self.view_names}, dim={self.dim})"
