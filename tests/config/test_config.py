@@ -34,6 +34,7 @@ def test_override_values_are_typed():
     assert parse_override("train.learning_rate=1e-3") == (["train", "learning_rate"], 1e-3)
     assert parse_override("eval.topk=[5,10]") == (["eval", "topk"], [5, 10])
     assert parse_override("features.store=/x/y") == (["features", "store"], "/x/y")
+    assert parse_override("grid.x=[1e-4, 1e-2, 3]") == (["grid", "x"], [1e-4, 1e-2, 3])
     with pytest.raises(ConfigError):
         parse_override("novalue")
 

@@ -56,6 +56,20 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _numbers(value: Any) -> Any:
+    """YAML 1.1 reads '1e-3' as a string: turn such strings (also inside lists/maps) into floats."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in ".e") else value
+        except ValueError:
+            return value
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``'train.learning_rate=1e-3'`` -> (['train', 'learning_rate'], 0.001); values are YAML."""
     key, sep, raw = text.partition("=")
@@ -66,12 +80,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):  # YAML 1.1 misses '1e-3'
-        try:
-            value = float(value) if any(c in value.lower() for c in ".e") else value
-        except ValueError:
-            pass
-    return key.split("."), value
+    return key.split("."), _numbers(value)
 
 
 def set_dotted(cfg: dict[str, Any], path: list[str], value: Any) -> None:

@@ -1,0 +1,159 @@
+"""``cliper compare``, ``cliper ablate``, ``cliper analyze views``, ``cliper runs summary|plot``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cliper.cli.main import app
+from cliper.errors import CliperError
+
+DATASET_HELP = "Dataset as NAME=PATH (folder with one *.inter file, or the file); repeatable. A bare PATH is named after its folder."
+STORE_HELP = "CLIPER feature store as NAME=DIR (or DIR for every dataset); repeatable."
+IMAGE_HELP = "Vanilla MMRec image_feat.npy as NAME=FILE (or FILE). Without --image/--text, vanilla = the store's global view only."
+TEXT_HELP = "Vanilla MMRec text_feat.npy as NAME=FILE (or FILE)."
+SEEDS_HELP = "Comma-separated seeds, e.g. 0,1,2 (default: the spec's, else 0)."
+GRID_HELP = "Grid axis, e.g. -g 'model.reg_weight=[1e-4,1e-3]' (repeatable); the winner is chosen on VALIDATION."
+OVERRIDE_HELP = "Config override applied to every run, e.g. -o train.patience=10 (repeatable)."
+SPEC_HELP = "Experiment YAML (datasets, backbones, featuresets, seeds, grid, overrides); options given here win."
+
+
+def _spec(spec: Optional[Path], dataset, store, image, text, backbone, seeds, grid, override, config, epochs, search):
+    from cliper.experiments.spec import load_spec, spec_from_options
+
+    base = load_spec(spec) if spec else None
+    return spec_from_options(base, datasets=dataset, stores=store, vanilla_images=image, vanilla_texts=text,
+                             backbones=backbone, seeds=seeds, grid=grid, overrides=override,
+                             configs=[str(c) for c in config], epochs=epochs, search=search)
+
+
+@app.command()
+def compare(
+    output: Path = typer.Option(..., "--output", help="Experiment folder: runs/, compare.md/.csv/.png, results.csv, experiment.json."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help=SPEC_HELP),
+    dataset: list[str] = typer.Option([], "--dataset", "-d", help=DATASET_HELP),
+    store: list[str] = typer.Option([], "--store", help=STORE_HELP),
+    image: list[str] = typer.Option([], "--image", help=IMAGE_HELP),
+    text: list[str] = typer.Option([], "--text", help=TEXT_HELP),
+    backbone: list[str] = typer.Option([], "--backbone", "-b", help="Backbone(s), repeatable or comma-separated: vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, bm3, freedom, ..."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
+    grid: list[str] = typer.Option([], "--grid", "-g", help=GRID_HELP),
+    search: bool = typer.Option(False, "--search", help="Also search the grid each model's packaged config declares."),
+    override: list[str] = typer.Option([], "--override", "-o", help=OVERRIDE_HELP),
+    config: list[Path] = typer.Option([], "--config", "-c", help="YAML config layer(s) for every run."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training budget (train.epochs) for every run."),
+    report_only: bool = typer.Option(False, "--report-only", help="Train nothing; rebuild the tables from the finished runs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress bars."),
+) -> None:
+    """Vanilla vs CLIPER features for every backbone and dataset, at the same embedding size and budget.
+
+    Runs land in OUTPUT/runs/<dataset>/<backbone>/<featureset>/seed<k>/ (finished ones are
+    skipped when the command is re-run). Hyperparameters from a grid are chosen on
+    validation only. Writes the paper's Table 2 layout with mean ± std over seeds,
+    relative improvement and a Wilcoxon signed-rank test paired over users.
+    """
+    from cliper.experiments.compare import run_compare
+
+    s = _spec(spec, dataset, store, image, text, backbone, seeds, grid, override, config, epochs, search)
+    files = run_compare(s, output, progress=not quiet, train=not report_only)
+    typer.echo(files["md"].read_text(encoding="utf-8"))
+    typer.echo("written: " + ", ".join(str(p) for p in files.values()))
+
+
+@app.command()
+def ablate(
+    kind: str = typer.Option(..., "--kind", "-k", help="views, fusion, tau or dim."),
+    output: Path = typer.Option(..., "--output", help="Experiment folder: runs/, ablation_<kind>.md/.csv/.png."),
+    values: Optional[str] = typer.Option(None, "--values", help="Comma-separated values to sweep (fusion names, taus, sizes) or, for views, the views to drop."),
+    spec: Optional[Path] = typer.Option(None, "--spec", help=SPEC_HELP),
+    dataset: list[str] = typer.Option([], "--dataset", "-d", help=DATASET_HELP),
+    store: list[str] = typer.Option([], "--store", help=STORE_HELP),
+    backbone: list[str] = typer.Option([], "--backbone", "-b", help="Backbone(s); default freedom (the paper's RQ2/RQ3 backbone)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
+    grid: list[str] = typer.Option([], "--grid", "-g", help=GRID_HELP),
+    override: list[str] = typer.Option([], "--override", "-o", help=OVERRIDE_HELP),
+    config: list[Path] = typer.Option([], "--config", "-c", help="YAML config layer(s) for every run."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training budget (train.epochs) for every run."),
+    report_only: bool = typer.Option(False, "--report-only", help="Train nothing; rebuild the table from the finished runs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress bars."),
+) -> None:
+    """Ablations on the CLIPER features: drop views, swap the fusion, sweep tau or the embedding size.
+
+    views: all views, each view dropped, the global view only. fusion: sum, concat, mlp, sa,
+    attention. tau: 0.05, 0.1, 0.2, 0.5, 0.7. dim: 32, 64, 128, 256. Writes a table (Markdown
+    + CSV) and a PNG; the variant best on VALIDATION is marked.
+    """
+    from cliper.experiments.ablation import parse_values, run_ablation
+
+    s = _spec(spec, dataset, store, [], [], backbone, seeds, grid, override, config, epochs, False)
+    files = run_ablation(s, kind, output, values=parse_values(kind, values), progress=not quiet,
+                         train=not report_only)
+    typer.echo(files["md"].read_text(encoding="utf-8"))
+    typer.echo("written: " + ", ".join(str(p) for p in files.values()))
+
+
+analyze_app = typer.Typer(help="Analyses of feature stores (view importance, attention weights).", no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
+
+
+@analyze_app.command("views")
+def analyze_views(
+    store: Path = typer.Option(..., "--store", help="Feature store folder (from `cliper extract`)."),
+    output: Path = typer.Option(..., "--output", help="Folder for view_importance.*, attention_weights.*, summary.json."),
+    tau: float = typer.Option(0.1, "--tau", help="Temperature of the SA weights softmax(sim / tau)."),
+    views: Optional[str] = typer.Option(None, "--views", help="Comma-separated subset of views (default: all)."),
+) -> None:
+    """Rank the views of every item by view-image similarity; heatmap of rank counts (paper Figure 5).
+
+    Items without a real image are left out. Rank 1 = most similar; the weighted sum per
+    view is sum(rank * count), smaller = more important. Also the distribution of the SA
+    attention weights per view.
+    """
+    from cliper.experiments.tables import text_table
+    from cliper.experiments.view_importance import analyze_store
+
+    chosen = [v.strip() for v in views.split(",") if v.strip()] if views else None
+    doc = analyze_store(store, output, tau=tau, views=chosen)
+    rows = [{"view": v, **{f"rank_{r + 1}": c for r, c in enumerate(counts)}, "weighted_sum": w}
+            for v, counts, w in zip(doc["views"], doc["counts"], doc["weighted_sum"])]
+    typer.echo(text_table(rows))
+    typer.echo(f"{doc['n_items']} items ranked ({doc['n_excluded']} without an image left out); "
+               f"order: {', '.join(doc['order'])}")
+    typer.echo(f"written to {output}")
+
+
+runs_app = typer.Typer(help="Run folders: list them with their results; plot their training curves.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("summary")
+def runs_summary(
+    root: Path = typer.Argument(..., help="A folder to search for finished runs (metrics.json)."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table to this CSV file."),
+    all_points: bool = typer.Option(False, "--all", help="Also list every grid point (not only the grid's validation winner)."),
+) -> None:
+    """List every finished run under ROOT: model, dataset, features, seed, best epoch, valid and test scores."""
+    from cliper.experiments.collect import find_runs
+    from cliper.experiments.tables import summary_rows, text_table, write_csv
+
+    rows = summary_rows(find_runs(root, include_grid_points=all_points), Path(root))
+    typer.echo(text_table(rows))
+    if csv:
+        write_csv(rows, csv)
+        typer.echo(f"written: {csv}")
+
+
+@runs_app.command("plot")
+def runs_plot(
+    run: Path = typer.Argument(..., help="A run folder (with epochs.jsonl) or a grid folder."),
+    output: Optional[Path] = typer.Option(None, "--output", help="PNG path (default RUN/curves.png)."),
+) -> None:
+    """Training loss and validation metrics per epoch, as a PNG."""
+    from cliper.experiments.plots import plot_run_curves, training_curves
+
+    if not run.exists():
+        raise CliperError(f"{run} does not exist")
+    made = [training_curves(run, output)] if output else plot_run_curves(run)
+    typer.echo("written: " + ", ".join(str(p) for p in made))
