@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Test graphs are tiny: one thread avoids synchronisation overhead (and oversubscription on a
+# shared 2-core machine); subprocesses started by tests inherit it through CLIPER_THREADS.
+torch.set_num_threads(1)
+os.environ["CLIPER_THREADS"] = "1"
 
 from cliper.paths import shared_dataset
 from cliper.testing import tiny_dataset

@@ -21,8 +21,10 @@ app = typer.Typer(
 def _register() -> None:
     # Imported here so `cliper --help` lists every stage; each module adds its commands to `app`.
     from cliper.cli import train_cmds  # noqa: F401
+    from cliper.cli import demo_cmds  # noqa: F401
     from cliper.cli import data_cmds  # noqa: F401
     from cliper.cli import extract_cmds  # noqa: F401
+    from cliper.cli import experiment_cmds  # noqa: F401
 
 
 _register()
@@ -31,6 +33,10 @@ _register()
 def main() -> None:
     """Entry point that turns user errors into one clear line and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    from cliper.runtime import keep_freed_memory, set_threads
+
+    keep_freed_memory()
+    set_threads(None)
     try:
         rv = app(standalone_mode=False)
     except CliperError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,17 +57,17 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _numbers(value: Any) -> Any:
-    """YAML 1.1 reads '1e-3' as a string: turn such strings (also inside lists/maps) into floats."""
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value.lower() for c in ".e") else value
-        except ValueError:
-            return value
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def coerce_numbers(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` as a string: turn number-like strings (in lists and mappings too) into floats."""
+    if isinstance(value, str) and _FLOAT.match(value.strip()) and any(c in value for c in ".eE"):
+        return float(value)
     if isinstance(value, list):
-        return [_numbers(v) for v in value]
+        return [coerce_numbers(v) for v in value]
     if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items()}
+        return {k: coerce_numbers(v) for k, v in value.items()}
     return value
 
 
@@ -80,7 +81,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    return key.split("."), _numbers(value)
+    return key.split("."), coerce_numbers(value)
 
 
 def set_dotted(cfg: dict[str, Any], path: list[str], value: Any) -> None:

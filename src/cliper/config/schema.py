@@ -91,6 +91,7 @@ class FeatureSection(_Strict):
 class RunConfig(_Strict):
     seed: int = 2024
     device: str = "cpu"
+    threads: int | None = None
     dataset: DatasetSection = DatasetSection()
     model: dict[str, Any] = {"name": "lightgcn"}
     train: TrainSection = TrainSection()

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from cliper.config.loader import coerce_numbers
 from cliper.errors import ConfigError
 
 SOURCE_KEYS = ("features.store", "features.image", "features.text", "features.random_image_dim",
@@ -87,20 +87,6 @@ class ExperimentSpec(_Strict):
             raise ConfigError("no backbone: pass --backbone NAME or list backbones in the --spec file")
 
 
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def coerce_numbers(value: Any) -> Any:
-    """YAML 1.1 reads ``1e-4`` as a string: turn number-like strings (in lists and mappings too) into floats."""
-    if isinstance(value, str) and _FLOAT.match(value.strip()) and any(c in value for c in ".eE"):
-        return float(value)
-    if isinstance(value, list):
-        return [coerce_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: coerce_numbers(v) for k, v in value.items()}
-    return value
-
-
 def normalise_overrides(raw: dict[str, Any] | None) -> dict[str, Any]:
     """Flatten nested mappings to dotted keys; a bare key means ``features.<key>``."""
     out: dict[str, Any] = {}
@@ -114,7 +100,7 @@ def normalise_overrides(raw: dict[str, Any] | None) -> dict[str, Any]:
 
     for key, value in (raw or {}).items():
         key = str(key)
-        if "." not in key and key not in ("seed", "device", "grid") and not isinstance(value, dict):
+        if "." not in key and key not in ("seed", "device", "threads", "grid") and not isinstance(value, dict):
             key = f"features.{key}"
         walk(key, value)
     return out

@@ -69,6 +69,7 @@ class ItemFeatures(nn.Module):
             if sim.shape != (n, v):
                 raise ConfigError(f"similarity must be [N={n}, V={v}], got {tuple(sim.shape)}")
         self.register_buffer("_similarity", sim, persistent=False)
+        self.register_buffer("_fused", None, persistent=False)  # parameter-free fusion, computed once
         self.fusion = fusion
         self.view_names = list(view_names or [])
         sizes = {name: t.shape[0] for name, t in (("image", self._image), ("text", self._text)) if t is not None}
@@ -103,7 +104,11 @@ class ItemFeatures(nn.Module):
             return self._image
         if self._text is not None:
             return self._text
-        return self.fusion(self._views, self._similarity)
+        if self.fusion.trainable:
+            return self.fusion(self._views, self._similarity)  # every call: gradients reach the fusion
+        if self._fused is None:
+            self._fused = self.fusion(self._views, self._similarity)
+        return self._fused
 
     def dim(self, modality: str) -> int:
         if modality == "image":

@@ -47,7 +47,9 @@ class LightGCN(Recommender):
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         users, items = self.propagate()
-        u, p, n = users[batch.users], items[batch.pos_items], items[batch.neg_items]
+        # index_select: its backward sums in a fixed order, so seeded runs repeat bit for bit
+        u = users.index_select(0, batch.users)
+        p, n = items.index_select(0, batch.pos_items), items.index_select(0, batch.neg_items)
         loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
         reg = l2_reg(
             self.user_embedding(batch.users), self.item_embedding(batch.pos_items), self.item_embedding(batch.neg_items)

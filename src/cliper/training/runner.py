@@ -29,6 +29,7 @@ from cliper.evaluation.evaluator import Evaluator
 from cliper.features.item_features import ItemFeatures
 from cliper.models.base import ModelContext, Recommender
 from cliper.models.registry import get_model_class
+from cliper.runtime import set_threads
 from cliper.training.seed import seed_everything
 from cliper.training.trainer import BEST, CHECKPOINT, Trainer
 
@@ -145,6 +146,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progres
         return json.loads((run_dir / METRICS_FILE).read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir)
+    set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     data = data or load_dataset(cfg)

@@ -1,0 +1,107 @@
+"""BM3: Zhou et al., "Bootstrap Latent Representations for Multi-modal Recommendation",
+WWW 2023 (arXiv 2207.05969).
+
+- Encoders (Sec. 3.1, Eq. 1-3): LightGCN (``n_layers``) on the normalised user-item
+  graph for ID embeddings, item representation = LightGCN output + item ID embedding;
+  each modality projected by a linear layer to the embedding size.
+- Contrastive view generator (Sec. 3.2, Eq. 4): the target view is the online
+  representation with latent-embedding dropout (rate ``dropout``), without gradient;
+  a shared predictor (linear) maps online representations.
+- Loss (Sec. 3.3, Eq. 5-8), no negative sampling: graph reconstruction
+  (1 - cos(p(u), i~) + 1 - cos(p(i), u~)), inter-modality feature alignment
+  (1 - cos(p(f_m), i~)) and intra-modality masked feature loss (1 - cos(p(f_m), f~_m)),
+  the latter two weighted by ``cl_weight``; plus ``reg_weight`` * (||U|| + ||I||) / N_items
+  on the online embeddings (MMRec's EmbLoss).
+- Scores: p(u) . p(i).
+
+The batch's negatives are ignored. Only the batch's items are projected (the loss reads
+no other row). Defaults follow MMRec's BM3.yaml (n_layers from [1, 2], dropout from
+[0.3, 0.5], reg_weight from [0.1, 0.01], cl_weight 2.0).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from cliper.graphs.adjacency import bipartite_graph
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.layers import LightGCNPropagation
+from cliper.models.modal import feature_residuals, modal_features, present_modalities
+from cliper.models.registry import register
+
+
+class BM3Params(ModelParams):
+    embedding_dim: int = 64  # ID embedding and projection size
+    n_layers: int = Field(1, ge=0)  # LightGCN layers
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)  # latent embedding dropout of the target view
+    reg_weight: float = Field(0.1, ge=0.0)  # weight of the norm penalty on the online embeddings
+    cl_weight: float = Field(2.0, ge=0.0)  # weight of the multimodal alignment / masked losses
+    train_features: bool = False  # MMRec trains the raw feature tables; off by default (see docs)
+
+
+def _cos_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 1.0 - F.cosine_similarity(online, target.detach(), dim=-1).mean()
+
+
+@register
+class BM3(Recommender):
+    name = "bm3"
+    Params = BM3Params
+    modalities = ("image", "text")
+    min_modalities = 1
+
+    def __init__(self, ctx: ModelContext, params: BM3Params):
+        super().__init__(ctx, params)
+        p = params
+        self.features = ctx.features
+        self.modal = present_modalities(ctx.features, self.modalities)
+        self.user_embedding = nn.Embedding(self.n_users, p.embedding_dim)
+        self.item_embedding = nn.Embedding(self.n_items, p.embedding_dim)
+        self.predictor = nn.Linear(p.embedding_dim, p.embedding_dim)
+        self.projections = nn.ModuleDict({m: nn.Linear(ctx.features.dim(m), p.embedding_dim) for m in self.modal})
+        self.residuals = feature_residuals(ctx.features, self.modal, p.train_features)
+        self.propagation = LightGCNPropagation(p.n_layers)
+        self.graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.user_embedding.weight)
+        nn.init.xavier_uniform_(self.item_embedding.weight)
+        nn.init.xavier_normal_(self.predictor.weight)
+        for proj in self.projections.values():
+            nn.init.xavier_normal_(proj.weight)
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight], 0)
+        out = self.propagation(self.graph, ego)
+        return out[: self.n_users], out[self.n_users :] + self.item_embedding.weight
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        p = self.params
+        users_all, items_all = self.propagate()
+        # index_select: its backward is deterministic on CPU (advanced indexing accumulates atomically)
+        u, i = users_all.index_select(0, batch.users), items_all.index_select(0, batch.pos_items)
+        with torch.no_grad():  # target view: latent embedding dropout, no gradient
+            u_target = F.dropout(u, p.dropout)
+            i_target = F.dropout(i, p.dropout)
+        loss = _cos_loss(self.predictor(u), i_target) + _cos_loss(self.predictor(i), u_target)
+        mm = 0.0
+        for m in self.modal:
+            f = self.projections[m](modal_features(self.features, self.residuals, m, batch.pos_items))
+            with torch.no_grad():
+                f_target = F.dropout(f, p.dropout)
+            f_online = self.predictor(f)
+            mm = mm + _cos_loss(f_online, i_target) + _cos_loss(f_online, f_target)
+        reg = (users_all.norm() + items_all.norm()) / self.n_items
+        return loss + p.reg_weight * reg + p.cl_weight * mm
+
+    def _eval_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        users, items = self.propagate()
+        return self.predictor(users), self.predictor(items)
+
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
+        all_users, all_items = self.cached(self._eval_embeddings)
+        return all_users[users] @ all_items.T

@@ -1,0 +1,191 @@
+"""SLMRec: Tao et al., "Self-supervised Learning for Multimedia Recommendation", IEEE
+Transactions on Multimedia 2022 (doi 10.1109/TMM.2022.3187556).
+
+- Backbone (Sec. III-A): each modality's features are L2-normalised and projected to
+  the embedding size; the item ID embeddings and each projected modality are propagated
+  with LightGCN (``n_layers``, mean of layers) on the user-item graph, the user side being
+  the shared user ID embedding. The branches are fused (``mm_fusion_mode`` concat or
+  mean) and mapped by a linear read-out for users and items.
+- Main task: in-batch sampled softmax (InfoNCE) between normalised user and positive-item
+  representations with temperature ``temp`` (as MMRec; negatives are the other items of
+  the batch, the sampled negatives are ignored).
+- Self-supervised tasks (Sec. III-B, ``ssl_task``), weighted by ``ssl_alpha`` with
+  temperature ``ssl_temp``:
+  * ``FD`` feature dropout (Sec. III-B1): two views with dropout after each propagation
+    layer; InfoNCE between the views of the batch's users and of its items.
+  * ``FM`` feature masking (Sec. III-B2): each view drops one whole branch (ID or a
+    modality, two different ones drawn from the torch RNG); same InfoNCE. ``FD+FM`` does both.
+  * ``FAC`` fine and coarse (Sec. III-B3): the ID branch is aligned with the first
+    modality in a d-dimensional space, then the joint ID+first-modality representation
+    with the next modality in a d/2-dimensional space (d/4 for a third), InfoNCE at each
+    level. MMRec composes two linear maps for the second level; a single linear map of
+    the same input and output spans the same functions.
+
+The three branches are propagated as one [n, (1 + M) d] matrix (one sparse product per
+layer instead of 1 + M). Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
+temp 0.2, dropout 0.3; ssl_alpha / ssl_temp / learning rate searched). MMRec applies
+Adam weight decay 1e-4 instead of an embedding penalty: the per-model config sets
+``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from cliper.graphs.adjacency import bipartite_graph
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.layers import l2_reg
+from cliper.models.modal import modal_features, present_modalities
+from cliper.models.registry import register
+
+
+class SLMRecParams(ModelParams):
+    embedding_dim: int = 64  # MMRec recdim
+    n_layers: int = Field(3, ge=0)  # LightGCN layers (layer_num)
+    temp: float = Field(0.2, gt=0)  # temperature of the main in-batch softmax
+    ssl_task: Literal["FAC", "FD", "FM", "FD+FM"] = "FAC"  # self-supervised task
+    ssl_alpha: float = Field(0.1, ge=0.0)  # weight of the SSL loss (MMRec grid 0.01..1.0)
+    ssl_temp: float = Field(0.1, gt=0)  # temperature of the SSL softmax (grid 0.1..1.0)
+    dropout_rate: float = Field(0.3, ge=0.0, lt=1.0)  # feature dropout of FD / FD+FM
+    mm_fusion_mode: Literal["concat", "mean"] = "concat"  # how branches are fused before the read-out
+    reg_weight: float = Field(0.0, ge=0.0)  # L2 on batch ID embeddings (MMRec: Adam weight decay instead)
+
+
+def _info_nce(a: torch.Tensor, b: torch.Tensor, temp: float) -> torch.Tensor:
+    logits = a @ b.T / temp
+    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+
+
+@register
+class SLMRec(Recommender):
+    name = "slmrec"
+    Params = SLMRecParams
+    modalities = ("image", "text")
+    min_modalities = 1
+
+    def __init__(self, ctx: ModelContext, params: SLMRecParams):
+        super().__init__(ctx, params)
+        p = params
+        d = p.embedding_dim
+        self.features = ctx.features
+        self.modal = present_modalities(ctx.features, self.modalities)
+        self.n_branches = 1 + len(self.modal)
+        self.user_embedding = nn.Embedding(self.n_users, d)
+        self.item_embedding = nn.Embedding(self.n_items, d)
+        self.dense = nn.ModuleDict({m: nn.Linear(ctx.features.dim(m), d) for m in self.modal})
+        fused = d * self.n_branches if p.mm_fusion_mode == "concat" else d
+        self.read_user = nn.Linear(fused, d)
+        self.read_item = nn.Linear(fused, d)
+        if p.ssl_task == "FAC":
+            # level j aligns the joint representation with modality j in a d / 2^j space
+            dims = [max(1, d // (2**j)) for j in range(len(self.modal))]
+            self.fac_joint = nn.ModuleList(
+                [nn.Linear(d if j == 0 else dims[j - 1], dims[j]) for j in range(len(self.modal))]
+            )
+            self.fac_modal = nn.ModuleList([nn.Linear(d, dims[j]) for j in range(len(self.modal))])
+        self.graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
+        self._normed: dict[str, torch.Tensor] = {}
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        own = [self.user_embedding, self.item_embedding, self.read_user, self.read_item, *self.dense.values()]
+        if self.params.ssl_task == "FAC":
+            own += [*self.fac_joint, *self.fac_modal]
+        for module in own:  # not self.modules(): the feature fusion keeps its own initialisation
+            nn.init.xavier_uniform_(module.weight)
+
+    # -- encoders -------------------------------------------------------------------------
+    def _item_inputs(self) -> list[torch.Tensor]:
+        """[ID embeddings, dense(normalised features) per modality], each [n_items, d]."""
+        out = [self.item_embedding.weight]
+        for m in self.modal:
+            if self.features.trainable:
+                x = F.normalize(modal_features(self.features, None, m), dim=1)
+            else:  # fixed features: normalise once
+                if m not in self._normed or self._normed[m].device != self.user_embedding.weight.device:
+                    self._normed[m] = F.normalize(self.features.get(m).detach(), dim=1)
+                x = self._normed[m]
+            out.append(self.dense[m](x))
+        return out
+
+    def _propagate(self, item_inputs: list[torch.Tensor], dropout: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """LightGCN of every branch at once: [n_users, B, d], [n_items, B, d] (B = branches)."""
+        b, d = len(item_inputs), self.params.embedding_dim
+        users = self.user_embedding.weight.repeat(1, b)
+        ego = torch.cat([users, torch.cat(item_inputs, 1)], 0)
+        total, layer = ego, ego
+        for _ in range(self.params.n_layers):
+            layer = self.graph @ layer
+            if dropout > 0:
+                layer = F.dropout(layer, dropout, training=True)
+            total = total + layer
+        out = (total / (self.params.n_layers + 1)).view(-1, b, d)
+        return out[: self.n_users], out[self.n_users :]
+
+    def _fuse(self, branches: torch.Tensor, readout: nn.Linear) -> torch.Tensor:
+        if self.params.mm_fusion_mode == "concat":
+            return readout(branches.reshape(branches.shape[0], -1))
+        return readout(branches.mean(1))
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(user representations, item representations, per-branch item outputs)."""
+        u_br, i_br = self._propagate(self._item_inputs())
+        return self._fuse(u_br, self.read_user), self._fuse(i_br, self.read_item), i_br
+
+    # -- losses ---------------------------------------------------------------------------
+    def _fac(self, i_br: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        t = self.params.ssl_temp
+        rows = i_br.index_select(0, items)
+        joint = rows[:, 0]
+        loss = 0.0
+        for j in range(len(self.modal)):
+            joint = self.fac_joint[j](joint)
+            loss = loss + _info_nce(joint, self.fac_modal[j](rows[:, j + 1]), t)
+        return loss
+
+    def _two_views(self, users: torch.Tensor, items: torch.Tensor, dropout: float, mask: bool) -> torch.Tensor:
+        inputs = self._item_inputs()
+        views = []
+        if mask:  # two different branches dropped, one per view
+            first = int(torch.randint(self.n_branches, (1,)))
+            second = (first + 1 + int(torch.randint(self.n_branches - 1, (1,)))) % self.n_branches
+            masked = (first, second)
+        for v in range(2):
+            x = list(inputs)
+            if mask:
+                x[masked[v]] = torch.zeros_like(x[masked[v]])
+            u_br, i_br = self._propagate(x, dropout)
+            views.append((F.normalize(self._fuse(u_br.index_select(0, users), self.read_user), dim=1),
+                          F.normalize(self._fuse(i_br.index_select(0, items), self.read_item), dim=1)))
+        (u1, i1), (u2, i2) = views
+        t = self.params.ssl_temp
+        return _info_nce(u1, u2, t) + _info_nce(i1, i2, t)
+
+    def calculate_loss(self, batch: Batch) -> torch.Tensor:
+        p = self.params
+        users_all, items_all, i_br = self.compute()
+        # index_select: its backward is deterministic on CPU (advanced indexing accumulates atomically)
+        u = F.normalize(users_all.index_select(0, batch.users), dim=1)
+        i = F.normalize(items_all.index_select(0, batch.pos_items), dim=1)
+        loss = _info_nce(u, i, p.temp)
+        if p.ssl_alpha > 0:
+            if p.ssl_task == "FAC":
+                ssl = self._fac(i_br, batch.pos_items)
+            elif p.ssl_task == "FD":
+                ssl = self._two_views(batch.users, batch.pos_items, p.dropout_rate, mask=False)
+            else:
+                ssl = self._two_views(batch.users, batch.pos_items,
+                                      p.dropout_rate if p.ssl_task == "FD+FM" else 0.0, mask=True)
+            loss = loss + p.ssl_alpha * ssl
+        if p.reg_weight > 0:
+            loss = loss + p.reg_weight * l2_reg(self.user_embedding(batch.users), self.item_embedding(batch.pos_items))
+        return loss
+
+    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
+        all_users, all_items = self.cached(lambda: self.compute()[:2])
+        return all_users[users] @ all_items.T

@@ -1,0 +1,61 @@
+"""`cliper quickstart` end to end at a small size: files, provenance, numbers that match the runs."""
+
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from cliper.experiments.quickstart import QuickstartOptions, run_quickstart
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qs")
+    opts = QuickstartOptions(n_items=120, n_users=160, clip_epochs=2, epochs=3, backbones=("vbpr", "freedom"))
+    return run_quickstart(out, opts, progress=False), out, opts
+
+
+def test_report_files_exist_and_are_labelled_synthetic(report):
+    rep, _, _ = report
+    summary = (rep / "summary.md").read_text()
+    assert "SYNTHETIC DATA" in summary
+    for name in ("recommendations.png", "compare.png", "views/view_importance.png", "views/attention_weights.png",
+                 "curves_vbpr_cliper.png", "curves_freedom_vanilla.png"):
+        with Image.open(rep / name) as im:
+            assert im.size[0] > 50
+    assert json.loads((rep / "report.json").read_text())["synthetic"] is True
+
+
+def test_report_numbers_match_the_run_folders(report):
+    rep, out, _ = report
+    doc = json.loads((rep / "report.json").read_text())
+    assert len(doc["runs"]) == 4
+    for label, folder in doc["runs"].items():
+        metrics = json.loads((out / "compare" / folder.split("/compare/")[1] / "metrics.json").read_text())
+        assert doc["test_metrics"][label] == metrics["test"]
+    # one table cell re-derived: FREEDOM cliper R@20 in percent
+    rows = list(csv.DictReader(open(out / "compare" / "compare.csv")))
+    cell = next(r for r in rows if r["backbone"] == "freedom" and r["metric"] == "recall" and r["k"] == "20")
+    run = json.loads((out / "compare/runs/demo/freedom/cliper/seed0/metrics.json").read_text())
+    assert float(cell["treatment_mean"]) == pytest.approx(run["test"]["recall@20"])
+
+
+def test_recommendations_exclude_train_items(report):
+    rep, _, _ = report
+    doc = json.loads((rep / "report.json").read_text())
+    assert doc["recommendations"]
+    for row in doc["recommendations"]:
+        assert len(row["top"]) == 10
+        assert not set(row["top"]) & set(row["history"])
+
+
+def test_rerun_reuses_stages_and_other_options_are_refused(report):
+    from cliper.errors import CliperError
+
+    rep, out, opts = report
+    before = (out / "compare/runs/demo/vbpr/cliper/seed0/metrics.json").stat().st_mtime_ns
+    run_quickstart(out, opts, progress=False)
+    assert (out / "compare/runs/demo/vbpr/cliper/seed0/metrics.json").stat().st_mtime_ns == before
+    with pytest.raises(CliperError, match="other options"):
+        run_quickstart(out, QuickstartOptions(n_items=99), progress=False)
