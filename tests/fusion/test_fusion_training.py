@@ -1,15 +1,10 @@
 """Trainable fusions (MLP, learnable attention) learn inside a recommender (cliper-method.md s.2, s.6)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from backbones_a_checks import build, check_trainable_fusion_learns, make_batch  # noqa: E402
-
-from cliper.testing import tiny_features  # noqa: E402
+from cliper.testing import tiny_features
+from cliper.testing.backbones import build, check_trainable_fusion_learns, make_batch
 
 
 @pytest.mark.parametrize("fusion", ["mlp", "attention"])

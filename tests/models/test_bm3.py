@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-import mm_backbone_checks as C
+import cliper.testing.backbones as C
 from cliper.models import Batch
 
 NAME = "bm3"
@@ -31,7 +31,7 @@ def test_eval_propagates_once_per_pass():
 
 
 def test_trainable_fusion_gets_gradients():
-    C.check_trainable_fusion_gets_gradients(NAME)
+    C.check_trainable_fusion_learns(NAME, "mlp")
 
 
 def test_single_modality():
@@ -41,7 +41,7 @@ def test_single_modality():
 def test_negatives_are_ignored():
     model = C.build(NAME)
     model.train()
-    b = C.batch()
+    b = C.make_batch()
     other = Batch(b.users, b.pos_items, torch.roll(b.neg_items, 5))
     assert C.loss_at(model, b) == C.loss_at(model, other)
 
@@ -49,7 +49,7 @@ def test_negatives_are_ignored():
 def test_target_dropout_changes_the_loss_between_draws():
     model = C.build(NAME, dropout=0.5)
     model.train()
-    b = C.batch()
+    b = C.make_batch()
     assert C.loss_at(model, b, seed=1) != C.loss_at(model, b, seed=2)
 
 
@@ -57,5 +57,5 @@ def test_trainable_feature_residual_learns():
     model = C.build(NAME, train_features=True)
     C.check_step_lowers_loss(NAME, train_features=True)
     model.train()
-    model.calculate_loss(C.batch()).backward()
+    model.calculate_loss(C.make_batch()).backward()
     assert model.residuals["image"].grad.abs().sum() > 0

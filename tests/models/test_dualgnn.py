@@ -2,18 +2,18 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from backbones_a_checks import (
+from cliper.graphs import user_graph as ug
+from cliper.graphs.adjacency import SparseGraph
+from cliper.testing.backbones import (
     build,
-    check_evaluator_masks_train,
+    check_evaluator_masks_train_items,
     check_features_matter,
     check_scores_shape,
-    check_seeded_identical,
+    check_seeded_runs_identical,
     check_single_modality,
     check_step_lowers_loss,
     data,
 )
-from cliper.graphs import user_graph as ug
-from cliper.graphs.adjacency import SparseGraph
 
 NAME = "dualgnn"
 
@@ -28,11 +28,11 @@ def test_scores_shape():
 
 
 def test_seeded_runs_identical():
-    check_seeded_identical(NAME)
+    check_seeded_runs_identical(NAME)
 
 
 def test_evaluator_masks_train_items():
-    check_evaluator_masks_train(NAME)
+    check_evaluator_masks_train_items(NAME)
 
 
 def test_features_change_scores():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import mm_backbone_checks as C
+import cliper.testing.backbones as C
 from cliper.graphs.knn import knn_graph
 from cliper.testing import tiny_features
 
@@ -33,7 +33,7 @@ def test_eval_propagates_once_per_pass():
 
 
 def test_trainable_fusion_gets_gradients():
-    C.check_trainable_fusion_gets_gradients(NAME, reg_weight=1.0)
+    C.check_trainable_fusion_learns(NAME, "mlp", reg_weight=1.0)
 
 
 def test_single_modality():
@@ -100,7 +100,7 @@ def test_alignment_loss_equals_the_papers_two_projection_form():
     model = C.build(NAME, dropout=0.0, reg_weight=1.0)
     model.train()
     model.pre_epoch_hook(1)
-    b = C.batch()
+    b = C.make_batch()
     with torch.no_grad():
         torch.nn.init.normal_(model.projections["image"].bias)
         users, items = model.propagate(model.masked_graph)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import mm_backbone_checks as C
+import cliper.testing.backbones as C
 from cliper.graphs.knn import knn_graph
 
 NAME = "lattice"
@@ -33,7 +33,7 @@ def test_eval_builds_the_item_graph_once_per_pass():
 
 
 def test_trainable_fusion_gets_gradients():
-    C.check_trainable_fusion_gets_gradients(NAME)
+    C.check_trainable_fusion_learns(NAME, "mlp")
 
 
 def test_single_modality():
@@ -77,14 +77,14 @@ def test_graph_learning_gets_gradients_on_the_first_batch_of_an_epoch_only():
     model = C.build(NAME)
     model.train()
     model.pre_epoch_hook(1)
-    model.calculate_loss(C.batch(0)).backward()
+    model.calculate_loss(C.make_batch(0)).backward()
     assert model.modal_weight.grad is not None and model.modal_weight.grad.abs().sum() > 0
     assert all(p.weight.grad.abs().sum() > 0 for p in model.projections.values())
     model.zero_grad(set_to_none=True)
-    model.calculate_loss(C.batch(1)).backward()  # same epoch: the graph is reused, detached
+    model.calculate_loss(C.make_batch(1)).backward()  # same epoch: the graph is reused, detached
     assert model.modal_weight.grad is None
     model.pre_epoch_hook(2)
-    model.calculate_loss(C.batch(2)).backward()
+    model.calculate_loss(C.make_batch(2)).backward()
     assert model.modal_weight.grad is not None
 
 

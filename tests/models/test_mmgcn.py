@@ -3,17 +3,17 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from backbones_a_checks import (
+from cliper.models.mmgcn import neighbour_operator
+from cliper.testing.backbones import (
     build,
-    check_evaluator_masks_train,
+    check_evaluator_masks_train_items,
     check_features_matter,
     check_scores_shape,
-    check_seeded_identical,
+    check_seeded_runs_identical,
     check_single_modality,
     check_step_lowers_loss,
     data,
 )
-from cliper.models.mmgcn import neighbour_operator
 
 NAME = "mmgcn"
 
@@ -28,11 +28,11 @@ def test_scores_shape(params):
 
 
 def test_seeded_runs_identical():
-    check_seeded_identical(NAME, n_layers=2)
+    check_seeded_runs_identical(NAME, n_layers=2)
 
 
 def test_evaluator_masks_train_items():
-    check_evaluator_masks_train(NAME)
+    check_evaluator_masks_train_items(NAME)
 
 
 def test_features_change_scores():

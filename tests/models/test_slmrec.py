@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import mm_backbone_checks as C
+import cliper.testing.backbones as C
 
 NAME = "slmrec"
 TASKS = ["FAC", "FD", "FM", "FD+FM"]
@@ -35,7 +35,7 @@ def test_eval_propagates_once_per_pass():
 
 @pytest.mark.parametrize("task", ["FAC", "FM"])
 def test_trainable_fusion_gets_gradients(task):
-    C.check_trainable_fusion_gets_gradients(NAME, ssl_task=task)
+    C.check_trainable_fusion_learns(NAME, "mlp", ssl_task=task)
 
 
 def test_single_modality_and_mean_fusion():
@@ -44,7 +44,7 @@ def test_single_modality_and_mean_fusion():
 
 
 def test_ssl_weight_changes_the_loss():
-    b = C.batch()
+    b = C.make_batch()
     plain = C.build(NAME, ssl_alpha=0.0)
     with_ssl = C.build(NAME, ssl_alpha=1.0)
     plain.train()

@@ -1,17 +1,17 @@
 import pytest
 import torch
 
-from backbones_a_checks import (
+from cliper.errors import ConfigError
+from cliper.testing.backbones import (
     build,
-    check_evaluator_masks_train,
+    check_evaluator_masks_train_items,
     check_features_matter,
     check_scores_shape,
-    check_seeded_identical,
+    check_seeded_runs_identical,
     check_single_modality,
     check_step_lowers_loss,
     make_batch,
 )
-from cliper.errors import ConfigError
 
 NAME = "vbpr"
 
@@ -25,11 +25,11 @@ def test_scores_shape():
 
 
 def test_seeded_runs_identical():
-    check_seeded_identical(NAME)
+    check_seeded_runs_identical(NAME)
 
 
 def test_evaluator_masks_train_items():
-    check_evaluator_masks_train(NAME)
+    check_evaluator_masks_train_items(NAME)
 
 
 def test_features_change_scores():

@@ -167,7 +167,7 @@ def quickstart(
     seed: int = typer.Option(0, "--seed"),
     clip_epochs: int = typer.Option(20, "--clip-epochs", help="Epochs of contrastive CLIP training on the catalogue."),
     backbones: str = typer.Option("vbpr,freedom", "--backbones", "-b", help="Comma-separated multimodal backbones."),
-    epochs: int = typer.Option(60, "--epochs", help="Maximum recommender epochs (early stopping on valid Recall@20)."),
+    epochs: int = typer.Option(100, "--epochs", help="Maximum recommender epochs (early stopping on valid Recall@20)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Offline end-to-end demo on a SYNTHETIC catalogue: data -> CLIP -> views -> backbones -> report.

@@ -34,7 +34,7 @@ class QuickstartOptions:
     seed: int = 0
     clip_epochs: int = 20
     backbones: tuple[str, ...] = ("vbpr", "freedom")
-    epochs: int = 60
+    epochs: int = 100
     patience: int = 10
     batch_size: int = 512
     n_show_users: int = 3

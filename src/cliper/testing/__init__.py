@@ -1,4 +1,7 @@
-"""Tiny generated datasets and features for tests and smoke runs (not real data)."""
+"""Tiny generated datasets and features for tests and smoke runs (not real data).
+
+The model-contract checks every recommender should pass live in ``cliper.testing.backbones``.
+"""
 
 from __future__ import annotations
 
