@@ -226,7 +226,7 @@ def train_grid(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progre
         run_dir = out_dir / "grid" / f"{i:03d}"
         done = (run_dir / METRICS_FILE).is_file()
         log.info("grid point %d/%d %s%s", i + 1, len(points), assignment, " (done)" if done else "")
-        metrics = train_run(point_cfg, run_dir, resume=True if done or resume else False, progress=progress,
+        metrics = train_run(point_cfg, run_dir, resume=done or resume, progress=progress,
                             data=data, features=features)
         rows.append({"run": str(run_dir.relative_to(out_dir)), "params": assignment,
                      "valid": metrics["valid"], "test": metrics["test"], "best_epoch": metrics["best_epoch"]})
