@@ -87,6 +87,8 @@ class Recommender(nn.Module, ABC):
                     f"model {self.name!r} needs item features for {need} of {list(self.modalities)}, "
                     f"got {have or 'none'}; set features.image / features.text or features.store"
                 )
+            # a submodule, so a trainable fusion is optimised and moved with the model
+            self.features = ctx.features
 
     @abstractmethod
     def calculate_loss(self, batch: Batch) -> torch.Tensor:

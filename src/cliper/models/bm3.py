@@ -56,7 +56,6 @@ class BM3(Recommender):
     def __init__(self, ctx: ModelContext, params: BM3Params):
         super().__init__(ctx, params)
         p = params
-        self.features = ctx.features
         self.modal = present_modalities(ctx.features, self.modalities)
         self.user_embedding = nn.Embedding(self.n_users, p.embedding_dim)
         self.item_embedding = nn.Embedding(self.n_items, p.embedding_dim)

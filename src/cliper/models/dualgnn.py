@@ -82,7 +82,6 @@ class DualGNN(Recommender):
 
     def __init__(self, ctx: ModelContext, params: DualGNNParams):
         super().__init__(ctx, params)
-        self.features = ctx.features
         self.used = [m for m in ("image", "text") if self.features.has(m)]
         self.encoders = nn.ModuleDict(
             {m: ModalityEncoder(self.n_users, self.features.dim(m), params) for m in self.used}

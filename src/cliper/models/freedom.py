@@ -62,7 +62,6 @@ class FREEDOM(Recommender):
     def __init__(self, ctx: ModelContext, params: FREEDOMParams):
         super().__init__(ctx, params)
         p = params
-        self.features = ctx.features
         self.modal = present_modalities(ctx.features, self.modalities)
         self.user_embedding = nn.Embedding(self.n_users, p.embedding_dim)
         self.item_embedding = nn.Embedding(self.n_items, p.embedding_dim)

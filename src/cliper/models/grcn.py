@@ -93,7 +93,6 @@ class GRCN(Recommender):
 
     def __init__(self, ctx: ModelContext, params: GRCNParams):
         super().__init__(ctx, params)
-        self.features = ctx.features
         self.used = [m for m in ("image", "text") if self.features.has(m)]
         self.refiners = nn.ModuleDict(
             {m: ContentRefiner(self.n_users, self.features.dim(m), params) for m in self.used}

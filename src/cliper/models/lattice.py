@@ -93,7 +93,6 @@ class LATTICE(Recommender):
     def __init__(self, ctx: ModelContext, params: LATTICEParams):
         super().__init__(ctx, params)
         p = params
-        self.features = ctx.features
         self.modal = present_modalities(ctx.features, self.modalities)
         self.user_embedding = nn.Embedding(self.n_users, p.embedding_dim)
         self.item_embedding = nn.Embedding(self.n_items, p.embedding_dim)

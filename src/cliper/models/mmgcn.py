@@ -125,7 +125,6 @@ class MMGCN(Recommender):
 
     def __init__(self, ctx: ModelContext, params: MMGCNParams):
         super().__init__(ctx, params)
-        self.features = ctx.features
         self.used = [m for m in ("image", "text") if self.features.has(m)]
         latent = {"image": params.image_latent_dim, "text": params.text_latent_dim}
         self.gcns = nn.ModuleDict(

@@ -72,7 +72,6 @@ class SLMRec(Recommender):
         super().__init__(ctx, params)
         p = params
         d = p.embedding_dim
-        self.features = ctx.features
         self.modal = present_modalities(ctx.features, self.modalities)
         self.n_branches = 1 + len(self.modal)
         self.user_embedding = nn.Embedding(self.n_users, d)

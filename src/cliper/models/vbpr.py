@@ -35,7 +35,6 @@ class VBPR(Recommender):
 
     def __init__(self, ctx: ModelContext, params: VBPRParams):
         super().__init__(ctx, params)
-        self.features = ctx.features
         self.used = [m for m in ("text", "image") if self.features.has(m)]  # MMRec order: [text ; image]
         in_dim = sum(self.features.dim(m) for m in self.used)
         d = params.embedding_dim
