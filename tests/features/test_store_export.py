@@ -45,7 +45,9 @@ def test_export_mmrec_uses_fuse_views(cli_store, tmp_path):
     img, txt = np.load(root / "mmrec" / "image_feat.npy"), np.load(root / "mmrec" / "text_feat.npy")
     np.testing.assert_array_equal(img, np.asarray(s.image))
     np.testing.assert_allclose(txt, fuse_views(np.array(s.views), np.array(s.similarity), "sa", 0.1), atol=1e-6)
-    paths = s.export_mmrec(tmp_path / "cat", method="concat", views=["title", "global"])
+    from cliper.features.export import export_mmrec
+
+    paths = export_mmrec(s, tmp_path / "cat", method="concat", views=["title", "global"])
     assert np.load(paths["text_feat"]).shape == (100, 2 * 32)
 
 

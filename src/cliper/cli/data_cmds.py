@@ -9,8 +9,10 @@ from typing import Optional
 
 import typer
 
-from cliper.cli.main import app
 from cliper.errors import DataError
+
+# This stage's commands; cliper.cli.main composes them into the one console script.
+app = typer.Typer()
 
 data_app = typer.Typer(
     help="Interaction datasets: build MMRec-format folders from raw logs, and inspect them.",

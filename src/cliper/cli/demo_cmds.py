@@ -8,7 +8,9 @@ from typing import Optional
 
 import typer
 
-from cliper.cli.main import app
+# This stage's commands; cliper.cli.main composes them into the one console script.
+app = typer.Typer()
+
 
 
 @app.command("demo-data")

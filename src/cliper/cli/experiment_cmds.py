@@ -7,8 +7,10 @@ from typing import Optional
 
 import typer
 
-from cliper.cli.main import app
 from cliper.errors import CliperError
+
+# This stage's commands; cliper.cli.main composes them into the one console script.
+app = typer.Typer()
 
 DATASET_HELP = "Dataset as NAME=PATH (folder with one *.inter file, or the file); repeatable. A bare PATH is named after its folder."
 STORE_HELP = "CLIPER feature store as NAME=DIR (or DIR for every dataset); repeatable."

@@ -8,7 +8,9 @@ from typing import Optional
 
 import typer
 
-from cliper.cli.main import app
+# This stage's commands; cliper.cli.main composes them into the one console script.
+app = typer.Typer()
+
 
 
 @app.command()
@@ -81,7 +83,9 @@ def extract(
     typer.echo(f"time: {elapsed:.1f} s ({m['n_items'] / max(elapsed, 1e-9):.1f} items/s)")
     typer.echo(f"store: {output}")
     if export_mmrec is not None:
-        paths = result.store.export_mmrec(export_mmrec, method=fusion, tau=tau)
+        from cliper.features.export import export_mmrec as write_mmrec
+
+        paths = write_mmrec(result.store, export_mmrec, method=fusion, tau=tau)
         typer.echo(f"mmrec: {paths['image_feat']} {paths['text_feat']}")
 
 

@@ -1,4 +1,4 @@
-"""The ``cliper`` console script: one Typer app; each stage adds its commands here."""
+"""The ``cliper`` console script: composes the stage apps (``cli/*_cmds.py``) into one Typer app."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from cliper.cli import data_cmds, demo_cmds, experiment_cmds, extract_cmds, train_cmds
 from cliper.errors import CliperError
 
 app = typer.Typer(
@@ -18,16 +19,9 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    # Imported here so `cliper --help` lists every stage; each module adds its commands to `app`.
-    from cliper.cli import train_cmds  # noqa: F401
-    from cliper.cli import demo_cmds  # noqa: F401
-    from cliper.cli import data_cmds  # noqa: F401
-    from cliper.cli import extract_cmds  # noqa: F401
-    from cliper.cli import experiment_cmds  # noqa: F401
-
-
-_register()
+# Composed one way: each stage module owns a Typer app of its commands and never imports this one.
+for _stage in (train_cmds, demo_cmds, data_cmds, extract_cmds, experiment_cmds):
+    app.add_typer(_stage.app)
 
 
 def main() -> None:

@@ -9,8 +9,10 @@ from typing import Optional
 
 import typer
 
-from cliper.cli.main import app
 from cliper.errors import CliperError
+
+# This stage's commands; cliper.cli.main composes them into the one console script.
+app = typer.Typer()
 
 OVERRIDE_HELP = "Override any config key, e.g. -o train.learning_rate=1e-3 -o model.n_layers=3 (repeatable)."
 

@@ -9,15 +9,12 @@ embeddings as stored (missing-image rows filled by the store's rule).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cliper.errors import ConfigError
-
-if TYPE_CHECKING:
-    from cliper.features.store import FeatureStore
-
+from cliper.features.store import FeatureStore, atomic_save_npy
+from cliper.fusion import fuse_views
 
 def export_mmrec(store: FeatureStore | str | Path, out_dir: str | Path, method: str = "sa", tau: float = 0.1,
                  views: list[str] | None = None) -> dict[str, Path]:
@@ -26,9 +23,6 @@ def export_mmrec(store: FeatureStore | str | Path, out_dir: str | Path, method: 
     ``method`` is a :func:`cliper.fusion.fuse_views` method (``sa``, ``sum``,
     ``concat``, ``mean``); ``views`` keeps only the named views (view ablation).
     """
-    from cliper.features.store import FeatureStore, atomic_save_npy
-    from cliper.fusion import fuse_views  # the lead's fusion module
-
     if not isinstance(store, FeatureStore):
         store = FeatureStore.open(store)
     idx = list(range(store.n_views))

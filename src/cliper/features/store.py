@@ -172,12 +172,5 @@ class FeatureStore:
             raise DataError(f"no view {name!r}; views are {self.view_names}", self.path)
         return self.views[self.view_names.index(name)]
 
-    def export_mmrec(self, out_dir: str | Path, method: str = "sa", tau: float = 0.1,
-                     views: list[str] | None = None) -> dict[str, Path]:
-        """Write MMRec's ``image_feat.npy`` / ``text_feat.npy`` (see :mod:`cliper.features.export`)."""
-        from cliper.features.export import export_mmrec
-
-        return export_mmrec(self, out_dir, method=method, tau=tau, views=views)
-
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r}, items={self.n_items}, views={self.view_names}, dim={self.dim})"

@@ -1,8 +1,5 @@
 """Recommenders behind one contract (:mod:`cliper.models.base`), found by name in the registry."""
 
-from cliper.models import bpr, lightgcn  # noqa: F401  (registration)
-from cliper.models import dualgnn, grcn, mmgcn, vbpr  # noqa: F401  (registration)
-from cliper.models import bm3, freedom, lattice, slmrec  # noqa: F401  (registration)
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
 from cliper.models.registry import available_models, get_model_class, register
 
