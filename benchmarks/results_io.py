@@ -1,0 +1,64 @@
+"""One JSON shape for every benchmark result, so one command can render the benchmarks page.
+
+Each benchmark ends with ``write_result(name, columns, rows, notes=...)``, which writes
+``benchmarks/results/<name>.json``::
+
+    {"benchmark": name, "command": "python benchmarks/... --flags", "date": ISO-8601 UTC,
+     "machine": {"cores", "threads", "loadavg", "torch", "python", "platform"},
+     "columns": [...], "rows": [{column: value, ...}, ...], "notes": "..."}
+
+``threads`` is the torch thread count the figures were measured at; ``loadavg`` is the
+1/5/15-minute load average when the benchmark ended (a loaded machine slows every row).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine(threads: int | None = None) -> dict:
+    """Cores, threads, load average and versions of the machine the figures come from."""
+    try:
+        import torch
+
+        torch_version = torch.__version__
+        threads = torch.get_num_threads() if threads is None else threads
+    except ImportError:  # a benchmark without torch
+        torch_version = None
+    return {
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "torch": torch_version,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_result(name: str, columns: list[str], rows: list[dict], notes: str = "",
+                 threads: int | None = None, out_dir: str | Path | None = None) -> Path:
+    """Write ``<out_dir or benchmarks/results>/<name>.json`` atomically and return its path."""
+    out = Path(out_dir) if out_dir is not None else RESULTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "benchmark": name,
+        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "machine": machine(threads),
+        "columns": list(columns),
+        "rows": rows,
+        "notes": notes,
+    }
+    path = out / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
