@@ -12,6 +12,7 @@ import copy
 import difflib
 import itertools
 import re
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,18 @@ def _packaged(kind: str, name: str | None) -> dict[str, Any]:
         return {}
     p = _CONFIGS / kind / f"{name.lower()}.yaml"
     return _read_yaml(p) if p.is_file() else {}
+
+
+def _model_layer(name: str) -> dict[str, Any]:
+    """A built-in model's packaged YAML, or the ``config_file`` a plugin model ships beside its module."""
+    from cliper.models.registry import BUILTIN, get_model_class
+
+    if name.lower() in BUILTIN:
+        return _packaged("models", name)
+    cls = get_model_class(name)
+    if not cls.config_file:
+        return {}
+    return _read_yaml(Path(sys.modules[cls.__module__].__file__).parent / cls.config_file)
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +194,7 @@ def load_config(
     ds = top.get("dataset") or {}
     ds_name = ds.get("name") or (_dataset_name_from_path(ds["path"]) if ds.get("path") else None)
     merged = deep_merge(defaults, _packaged("datasets", ds_name))
-    model_layer = _packaged("models", model_name)
+    model_layer = _model_layer(model_name)
     if not search:
         model_layer.pop("grid", None)
     merged = deep_merge(merged, model_layer)

@@ -64,10 +64,14 @@ class Recommender(nn.Module, ABC):
 
     Subclasses set ``name``, ``Params`` and ``modalities`` (the feature modalities
     they need: ``()`` for ID-only models, e.g. ``("image", "text")`` for multimodal
-    ones; ``min_modalities`` how many of them must be present).
+    ones; ``min_modalities`` how many of them must be present). ``config_file`` names
+    a YAML file beside the model's module (package data) holding its defaults and
+    grid, like ``cliper/configs/models/<name>.yaml`` does for the built-ins; plugins
+    use it so their defaults layer exactly as cliper's own.
     """
 
     name: ClassVar[str] = ""
+    config_file: ClassVar[str | None] = None
     Params: ClassVar[type[ModelParams]] = ModelParams
     modalities: ClassVar[tuple[str, ...]] = ()
     min_modalities: ClassVar[int] = 0
