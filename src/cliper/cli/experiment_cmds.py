@@ -19,7 +19,9 @@ TEXT_HELP = "Vanilla MMRec text_feat.npy as NAME=FILE (or FILE)."
 SEEDS_HELP = "Comma-separated seeds, e.g. 0,1,2 (default: the spec's, else 0)."
 GRID_HELP = "Grid axis, e.g. -g 'model.reg_weight=[1e-4,1e-3]' (repeatable); the winner is chosen on VALIDATION."
 OVERRIDE_HELP = "Config override applied to every run, e.g. -o train.patience=10 (repeatable)."
-SPEC_HELP = "Experiment YAML (datasets, backbones, featuresets, seeds, grid, overrides); options given here win."
+SPEC_HELP = ("Experiment YAML (datasets, backbones, featuresets, seeds, grid, overrides), or a packaged paper "
+             "experiment: paper:table2, paper:rq2-views, paper:rq2-fusion, paper:rq3-dim, paper:rq3-tau, "
+             "paper:encoders. Options given here win.")
 
 
 def _spec(spec: Optional[Path], dataset, store, image, text, backbone, seeds, grid, override, config, epochs, search):
@@ -66,7 +68,7 @@ def compare(
 
 @app.command()
 def ablate(
-    kind: str = typer.Option(..., "--kind", "-k", help="views, fusion, tau or dim."),
+    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="views, fusion, tau or dim (default: the spec's ablation.kind)."),
     output: Path = typer.Option(..., "--output", help="Experiment folder: runs/, ablation_<kind>.md/.csv/.png."),
     values: Optional[str] = typer.Option(None, "--values", help="Comma-separated values to sweep (fusion names, taus, sizes) or, for views, the views to drop."),
     spec: Optional[Path] = typer.Option(None, "--spec", help=SPEC_HELP),
@@ -90,8 +92,13 @@ def ablate(
     from cliper.experiments.ablation import parse_values, run_ablation
 
     s = _spec(spec, dataset, store, [], [], backbone, seeds, grid, override, config, epochs, False)
-    files = run_ablation(s, kind, output, values=parse_values(kind, values), progress=not quiet,
-                         train=not report_only)
+    swept = parse_values(kind, values) if kind and values else None
+    if kind is None:
+        if s.ablation is None:
+            raise CliperError("no ablation kind: pass --kind views|fusion|tau|dim or a --spec with an ablation: entry")
+        kind = s.ablation.kind
+        swept = parse_values(kind, values) if values else s.ablation.values
+    files = run_ablation(s, kind, output, values=swept, progress=not quiet, train=not report_only)
     typer.echo(files["md"].read_text(encoding="utf-8"))
     typer.echo("written: " + ", ".join(str(p) for p in files.values()))
 

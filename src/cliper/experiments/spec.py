@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,13 @@ class DatasetEntry(_Strict):
     featuresets: dict[str, dict[str, Any]] = {}  # per-dataset extra overrides, by feature-set name
 
 
+class AblationEntry(_Strict):
+    """The ablation a spec describes, for ``cliper ablate --spec`` without ``--kind``."""
+
+    kind: str
+    values: list[Any] | None = None
+
+
 class ExperimentSpec(_Strict):
     """A grid of runs: datasets x backbones x feature sets x seeds (each optionally a hyperparameter grid)."""
 
@@ -60,6 +68,7 @@ class ExperimentSpec(_Strict):
     search: bool = False  # also search the grid each model's packaged config declares
     overrides: dict[str, Any] = {}  # dotted keys applied to every run (budget: train.epochs, ...)
     config_files: list[str] = []  # YAML config layers applied to every run
+    ablation: AblationEntry | None = None  # what `cliper ablate` sweeps when --kind is not given
 
     @field_validator("seeds")
     @classmethod
@@ -106,19 +115,45 @@ def normalise_overrides(raw: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+PACKAGED_PREFIX = "paper:"
+
+
+def packaged_specs() -> list[str]:
+    """Names of the packaged paper experiments, as ``--spec paper:<name>`` takes them."""
+    folder = resources.files("cliper") / "configs" / "experiments" / "paper"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
 def load_spec(path: str | Path) -> ExperimentSpec:
-    """Read and validate an experiment YAML file (unknown keys are errors)."""
+    """Read and validate an experiment YAML file (unknown keys are errors).
+
+    ``paper:<name>`` names a packaged spec of the paper's experiments (``packaged_specs()``);
+    its relative paths are relative to the current folder (the layout the reproduction page
+    sets up), while a file's relative paths are relative to that file.
+    """
+    text = str(path)
+    if text.startswith(PACKAGED_PREFIX):
+        name = text[len(PACKAGED_PREFIX):]
+        known = packaged_specs()
+        if name not in known:
+            raise ConfigError(f"unknown packaged experiment {text!r}; available: "
+                              + ", ".join(PACKAGED_PREFIX + k for k in known))
+        packaged = resources.files("cliper") / "configs" / "experiments" / "paper" / f"{name}.yaml"
+        return _load_spec_text(packaged.read_text(encoding="utf-8"), Path.cwd(), where=text)
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment spec not found: {path}")
+    return _load_spec_text(path.read_text(encoding="utf-8"), path.resolve().parent, where=str(path))
+
+
+def _load_spec_text(text: str, base: Path, where: str) -> ExperimentSpec:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{where}: invalid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: an experiment spec must be a mapping")
-    # paths in the spec are relative to the spec file; a dataset may be given as just its path
-    base = path.resolve().parent
+        raise ConfigError(f"{where}: an experiment spec must be a mapping")
+    # relative paths are relative to ``base``; a dataset may be given as just its path
 
     def rel(value: Any) -> Any:
         return str(base / str(value)) if value and not Path(str(value)).is_absolute() else value
@@ -128,10 +163,16 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         entry = {"path": entry} if isinstance(entry, str) else entry
         if isinstance(entry, dict):
             entry = {**entry, **{k: rel(entry[k]) for k in ("path", "store", "image", "text") if entry.get(k)}}
+            sets = entry.get("featuresets")
+            if isinstance(sets, dict):  # a per-dataset feature set may name its own files
+                entry["featuresets"] = {
+                    fs: {k: rel(v) if k.removeprefix("features.") in ("store", "image", "text") else v
+                         for k, v in ov.items()} if isinstance(ov, dict) else ov
+                    for fs, ov in sets.items()}
         datasets[name] = entry
     raw["datasets"] = datasets
     raw["config_files"] = [rel(f) for f in raw.get("config_files") or []]
-    return parse_spec(raw, where=str(path))
+    return parse_spec(raw, where=where)
 
 
 def parse_spec(raw: dict[str, Any], where: str = "spec") -> ExperimentSpec:
