@@ -67,7 +67,7 @@ def main() -> None:
     ], notes=synthetic)
     write_result("demo_retrieval", ["direction", "best epoch", "R@1", "R@5", "chance R@1", "chance R@5",
                                     "R@5 / chance"], retrieval,
-                 notes="Held-out items of the demo catalogue at the best epoch (held-out image-to-title R@5). " + synthetic)
+                 notes="Held-out items of the demo catalogue, at the epoch with the best held-out image-to-title R@5. " + synthetic)
 
 
 if __name__ == "__main__":

@@ -211,6 +211,8 @@ def main() -> None:
           f"process per model (includes Python, torch, data and features); {args.epochs} epochs, {args.evals} evals; "
           f"threads {args.threads or 'default'}; mallopt {'on' if args.mallopt else 'off'}")
     print_table(rows)
+    if not rows:
+        sys.exit("nothing measured: no result written (an existing result file is kept)")
     write_result(args.name, COLUMNS, [result_row(r) for r in rows], notes=(
         f"Seeded random features (image {args.image_dim}-d, text {args.text_dim}-d): speed and memory only, not "
         f"results of the method. s/epoch = mean of {args.epochs} epochs of the trainer's train_epoch; s/eval = mean "

@@ -77,6 +77,8 @@ def main() -> None:
             "R@20 vs published %": round(100 * (r20 - pub[0]) / pub[0], 1) if pub[0] else None,
         })
         print(rows[-1])
+    if not rows:
+        sys.exit("nothing measured: no result written (an existing result file is kept)")
     write_result(args.name, ["dataset", "model", "best epoch", "epochs run", "wall s", "test R@20", "test N@20",
                              "published R@20", "published N@20", "R@20 vs published %"], rows, threads=args.threads,
                  notes=("Packaged default config per model, seed 2024, early stopping on valid Recall@20 (patience "

@@ -3,6 +3,8 @@
     python benchmarks/render.py            # rewrite docs/benchmarks.md
     python benchmarks/render.py --check    # exit 1 if docs/benchmarks.md is not what the JSON files render
 
+It also regenerates the headline results table of README.md (between the ``results:`` markers).
+
 Each result file has the shape written by :func:`results_io.write_result`; it becomes one
 section with the exact command, the date, the machine (cores, torch threads, load average,
 versions), the table and the notes. Nothing on the page is typed by hand: to change a
@@ -19,6 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"
+README = ROOT / "README.md"
+README_START = "<!-- results:start (python benchmarks/render.py writes this table) -->"
+README_END = "<!-- results:end -->"
 
 # Page order and headings; results not listed here follow in name order under their own name.
 SECTIONS = {
@@ -102,17 +107,56 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
     """The whole page, as text, from the JSON files in ``results_dir``."""
     docs = load_results(results_dir)
     parts = [HEADER]
-    missing = []
     order = [n for n in SECTIONS if n in docs] + sorted(n for n in docs if n not in SECTIONS)
     for name in order:
         parts.append(render_section(docs[name], SECTIONS.get(name, (name, ""))[0]))
     for name, (title, cmd) in SECTIONS.items():
         if name not in docs:
-            missing.append(f"- {title}: `{cmd}` (writes `benchmarks/results/{name}.json`)")
-    if missing:
-        parts.append("## Not measured yet {#not-measured}\n\nNo result file exists yet for these; run the command, "
-                     "then `python benchmarks/render.py`:\n\n" + "\n".join(missing) + "\n")
+            parts.append(f"## {title} {{#{name.replace('_', '-')}}}\n\n**Not measured yet.** Run `{cmd}` "
+                         f"(it writes `benchmarks/results/{name}.json`), then `python benchmarks/render.py`.\n")
     return "\n".join(parts)
+
+
+def _f(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def readme_table(docs: dict[str, dict]) -> str:
+    """The README's headline table: test R@20 / N@20 from quality.json and quickstart_results.json."""
+    out = ["| setting | model | features | test R@20 | test N@20 | source |", "|---|---|---|---|---|---|"]
+    q = docs.get("quality")
+    if q and q["rows"]:
+        for r in q["rows"]:
+            pub = (f" (published R@20 {_f(r.get('published R@20'))})" if r.get("published R@20") is not None else "")
+            out.append(f"| Amazon {r['dataset'].capitalize()}, shared split | {r['model']} | ID only | "
+                       f"{_f(r.get('test R@20'))}{pub} | {_f(r.get('test N@20'))} | "
+                       f"[quality](docs/benchmarks.md#quality), {q['date'][:10]} |")
+    else:
+        out.append("| Amazon Baby / Sports | bpr, lightgcn | ID only | not measured yet | - | "
+                   "`python benchmarks/bench_quality.py` |")
+    qs = docs.get("quickstart_results")
+    if qs and qs["rows"]:
+        by = {}
+        for r in qs["rows"]:
+            by.setdefault(r["backbone"], {})[r["metric"]] = r
+        for bb, m in by.items():
+            for side, label in (("vanilla", "vanilla (global view)"), ("CLIPER", "CLIPER (SA, tau 0.1)")):
+                r20, n20 = m.get("recall@20", {}).get(side), m.get("ndcg@20", {}).get(side)
+                out.append(f"| `cliper quickstart` (**synthetic**) | {bb} | {label} | {_f(r20)} | {_f(n20)} | "
+                           f"[quickstart](docs/benchmarks.md#quickstart-results), {qs['date'][:10]} |")
+    else:
+        out.append("| `cliper quickstart` (**synthetic**) | vbpr, freedom | vanilla / CLIPER | not measured yet | - | "
+                   "`python benchmarks/bench_quickstart.py` |")
+    return "\n".join(out)
+
+
+def render_readme(text: str, results_dir: Path = RESULTS_DIR) -> str:
+    """``text`` (the README) with the table between the result markers regenerated."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"README has no {README_START!r} ... {README_END!r} block")
+    table = readme_table(load_results(results_dir))
+    return text[: start + len(README_START)] + "\n" + table + "\n" + text[end:]
 
 
 def main() -> None:
@@ -120,18 +164,24 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="only compare; exit 1 when the page is stale")
     ap.add_argument("--results", default=str(RESULTS_DIR))
     ap.add_argument("--output", default=str(PAGE))
+    ap.add_argument("--readme", default=str(README), help="README whose results table is regenerated too")
     args = ap.parse_args()
-    text = render(Path(args.results))
-    out = Path(args.output)
+    results = Path(args.results)
+    text = render(results)
+    out, readme = Path(args.output), Path(args.readme)
+    readme_now = readme.read_text(encoding="utf-8")
+    readme_new = render_readme(readme_now, results)
     if args.check:
         current = out.read_text(encoding="utf-8") if out.is_file() else ""
-        if current != text:
-            sys.exit(f"{out} is stale: run python benchmarks/render.py")
-        print(f"{out} is up to date")
+        stale = [str(p) for p, a, b in ((out, current, text), (readme, readme_now, readme_new)) if a != b]
+        if stale:
+            sys.exit(f"stale: {', '.join(stale)}; run python benchmarks/render.py")
+        print(f"{out} and {readme} are up to date")
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
-    print(f"wrote {out} from {len(load_results(Path(args.results)))} result file(s)")
+    readme.write_text(readme_new, encoding="utf-8")
+    print(f"wrote {out} and the results table of {readme} from {len(load_results(results))} result file(s)")
 
 
 if __name__ == "__main__":
