@@ -56,6 +56,13 @@ high load slows every row), and the torch and Python versions. To refresh a figu
 command, then `python benchmarks/render.py`; a test (`tests/docs/test_docs.py`) fails when this page
 differs from what the JSON files render. Results measured under different conditions are not kept
 side by side: a re-run replaces the file.
+
+Larger runs that these machines could not fit in one sitting are not recorded yet; their commands:
+
+- every backbone on both graphs: `python benchmarks/bench_models.py --datasets baby,sports --epochs 1 --evals 1 --threads 1 --mallopt`
+- ID-only quality on Sports as well: `python benchmarks/bench_quality.py --runs baby:lightgcn,baby:bpr,sports:lightgcn`
+- multimodal backbones trained to early stopping on seeded random features (a plumbing check, not a
+  CLIPER result): `python benchmarks/bench_quality.py --runs baby:vbpr,baby:lattice,baby:bm3,baby:freedom --name quality_random`
 """
 
 
