@@ -20,6 +20,8 @@ tokenizer (one token per byte), which makes views longer than CLIP's BPE would.
 
     python benchmarks/bench_extract.py               # 64 items, loop on 16
     python benchmarks/bench_extract.py --items 16 --loop-items 16 --check --bare
+
+Writes benchmarks/results/extract.json (``python benchmarks/render.py`` renders it).
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="also assert loop and pipeline embeddings agree")
     args = ap.parse_args()
 
+    from results_io import write_result
+
     from cliper.features.extract import extract_features
     from cliper.images import decode_image
 
@@ -165,12 +169,28 @@ def main() -> None:
         print(f"speed-up batched vs loop (items/s): {(n / t_pipe) / (nl / t_loop):.2f}x (target >= 5x)")
         print(f"pipeline overhead vs model forward: {100 * (t_pipe - t_fwd) / t_fwd:.1f}% (target < 15%)")
         print(f"stage times (s): {json.dumps(res.manifest['timings_s'])}")
+        row = {"items": n, "text positions": args.max_positions, "pipeline s": round(t_pipe, 2),
+               "pipeline items/s": round(n / t_pipe, 3), "forward s (same run)": round(t_fwd, 2),
+               "loop s": round(t_loop, 2), "loop items": nl, "loop items/s": round(nl / t_loop, 3),
+               "batched vs loop": round((n / t_pipe) / (nl / t_loop), 1),
+               "overhead vs forward %": round(100 * (t_pipe - t_fwd) / t_fwd, 1)}
+        if args.bare:
+            row["bare forward s"] = round(t_bare, 2)
         if args.check:
             s = res.store
             dv = np.abs(np.asarray(s.views)[:, :nl] - loop_views).max()
             di = np.abs(np.asarray(s.image)[:nl] - loop_imgs).max()
             print(f"max |pipeline - loop|: views {dv:.2e}, image {di:.2e}")
             assert dv < 1e-3 and di < 1e-3
+            row["max |pipeline - loop|"] = float(f"{max(dv, di):.1e}")
+        columns = list(row)
+        write_result("extract", columns, [row], notes=(
+            f"ViT-B/32-shaped CLIP with random weights ({sum(p.numel() for p in enc.model.parameters()) / 1e6:.0f}M "
+            f"parameters), batch {args.batch_size}, items from {source} with generated 256x256 JPEGs. pipeline = "
+            "extract_features end to end in a fresh folder; forward = time inside the model's forward calls in that "
+            "run; loop = one sentence (padded to the full context) and one image per forward, like the released "
+            "code, timed on the first loop items. Targets: batched vs loop >= 5x, overhead < 15 %. Random weights "
+            "and a byte-level tokenizer (longer views than CLIP's BPE): speed figures only."))
 
 
 if __name__ == "__main__":

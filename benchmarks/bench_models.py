@@ -14,6 +14,9 @@ memory only. The kNN graph cache starts empty (``build_s`` includes building it)
     python benchmarks/bench_models.py --models freedom,lattice --datasets baby,sports
     python benchmarks/bench_models.py --epochs 3 --json bench.json
 
+The table is also written to ``benchmarks/results/<--name>.json`` (default ``models``)
+through :func:`results_io.write_result`; ``python benchmarks/render.py`` renders it.
+
 Reference toolbox (MMRec) figures on this kind of machine (2 cores, Baby, random
 4096/384 features, default configs; from the project brief) are printed beside ours.
 """
@@ -28,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from results_io import write_result
 
 # s/epoch, s/eval, peak GiB of MMRec (None: not measured)
 REFERENCE = {
@@ -121,6 +126,24 @@ def run_one(args, dataset: str, model: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+COLUMNS = ["dataset", "model", "build s", "s/epoch", "s/eval", "peak GiB", "valid R@20",
+           "reference s/epoch", "reference s/eval", "reference GiB", "x train", "x eval"]
+
+
+def result_row(r: dict) -> dict:
+    """One row of the JSON result (rounded figures; the reference columns come from REFERENCE)."""
+    if "error" in r:
+        return {"dataset": r["dataset"], "model": r["model"], "build s": "error: " + r["error"]}
+    ref = REFERENCE.get((r["dataset"], r["model"]), (None, None, None))
+    return {
+        "dataset": r["dataset"], "model": r["model"], "build s": round(r["build_s"], 2),
+        "s/epoch": round(r["epoch_s"], 2), "s/eval": round(r["eval_s"], 2), "peak GiB": round(r["peak_rss_gib"], 2),
+        "valid R@20": round(r["valid_recall@20"], 4), "reference s/epoch": ref[0], "reference s/eval": ref[1],
+        "reference GiB": ref[2], "x train": round(ref[0] / r["epoch_s"], 1) if ref[0] else None,
+        "x eval": round(ref[1] / r["eval_s"], 1) if ref[1] else None,
+    }
+
+
 def _fmt(x, spec=".2f") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -157,7 +180,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--mallopt", action="store_true",
                     help="glibc mallopt: keep large freed blocks (avoids page faults on big temporaries)")
-    ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--json", default=None, help="also write the raw rows to this JSON file")
+    ap.add_argument("--name", default="models",
+                    help="result name: writes benchmarks/results/<name>.json (rendered by benchmarks/render.py)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dataset", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -186,6 +211,16 @@ def main() -> None:
           f"process per model (includes Python, torch, data and features); {args.epochs} epochs, {args.evals} evals; "
           f"threads {args.threads or 'default'}; mallopt {'on' if args.mallopt else 'off'}")
     print_table(rows)
+    if not rows:
+        sys.exit("nothing measured: no result written (an existing result file is kept)")
+    write_result(args.name, COLUMNS, [result_row(r) for r in rows], notes=(
+        f"Seeded random features (image {args.image_dim}-d, text {args.text_dim}-d): speed and memory only, not "
+        f"results of the method. s/epoch = mean of {args.epochs} epochs of the trainer's train_epoch; s/eval = mean "
+        f"of {args.evals} full-ranking passes on the valid split; peak = ru_maxrss of a fresh process per model "
+        f"(Python, torch, data, features, model); build s includes building kNN graphs from an empty cache. "
+        f"valid R@20 after {args.epochs} epoch(s) is a plumbing check. mallopt {'on' if args.mallopt else 'off'}. "
+        "Reference columns: MMRec figures from the project brief (2 threads, idle machine), not measured here; "
+        "x train / x eval = reference time / our time."), threads=args.threads)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(rows, fh, indent=2)

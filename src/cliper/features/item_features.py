@@ -36,10 +36,10 @@ class ItemFeatures(nn.Module):
     """Image and/or text features for N items.
 
     Args:
-        image: [N, d_img] or None.
-        text: [N, d_txt] fixed text features, or None.
-        views: [V, N, d] view embeddings (instead of ``text``), fused by ``fusion``.
-        similarity: [N, V] view-image cosine similarities for attention fusions.
+        image (array-like | None): [N, d_img] image features, or None.
+        text (array-like | None): [N, d_txt] fixed text features, or None.
+        views (array-like | None): [V, N, d] view embeddings (instead of ``text``), fused by ``fusion``.
+        similarity (array-like | None): [N, V] view-image cosine similarities for attention fusions.
         fusion: a :class:`ViewFusion`; its parameters train with the model.
         view_names: names of the V views, for reports.
     """
