@@ -209,6 +209,7 @@ def extract_features(
     t_images = t_encode = 0.0
 
     starts = list(range(0, N, chunk_size))
+    chunk_keys: list[str] = []
     bar = _progress(N, progress)
     for c, start in enumerate(starts):
         ids = list(range(start, min(start + chunk_size, N)))
@@ -220,6 +221,8 @@ def extract_features(
         img_keys = [f.sha if isinstance(f, ImageBytes) else f"missing:{f.reason}" for f in fetched]
         key = content_hash(json.dumps([STORE_FORMAT, fingerprint, missing_image, view_set.names, ids[0], ids[-1],
                                        [text_hashes[i] for i in ids], img_keys]), 20)
+        kept = finished.check_chunk(out, kept, c, key, chunk_size, force)
+        chunk_keys.append(key)
         path = chunks_dir / f"chunk_{c:06d}_{key}.npz"
         chunk = _load_chunk(path, V, len(ids), d)
         computed = chunk is None
@@ -275,6 +278,7 @@ def extract_features(
                 forward_s=round(stats["forward_s"], 4))
     manifest = _manifest(enc, view_set, cat, mapping, id_map, N, d, missing_from_catalog, source, missing_image,
                          mask, reasons, key_of, texts, text_hashes, image_hashes, work, timings, chunk_size)
+    manifest["chunk_keys"] = chunk_keys  # what finished.check_chunk compares on a later run
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
     return ExtractResult(FeatureStore.open(out), manifest, work)
 

@@ -2,7 +2,8 @@
 
 ``extract_features`` into a folder holding a finished store (``manifest.json``) compares
 what shapes the arrays -- encoder fingerprint, views, missing-image rule, number of
-items, every item's view texts and image bytes -- with the manifest. Same inputs: the
+items, every item's view texts (before the encoder runs) and image bytes (each chunk's
+key, before that chunk is encoded) -- with the manifest. Same inputs: the
 run resumes (nothing is recomputed). Other inputs: it refuses, saying what differs,
 unless ``force`` is given (then the manifest is removed first, so the folder reads as
 unfinished until the new extraction completes).
@@ -83,6 +84,22 @@ def check_before_encoding(out: Path, force: bool, **now) -> dict[str, Any] | Non
         return old
     _refuse_or_unfinish(out, diffs, force)
     return None
+
+
+def check_chunk(out: Path, old: dict[str, Any] | None, index: int, key: str, chunk_size: int,
+                force: bool) -> dict[str, Any] | None:
+    """Before chunk ``index`` is encoded: its key (texts + image bytes + settings) must match the
+    finished store's. Returns ``old`` while the store is kept, None once it is replaced."""
+    if old is None:
+        return None
+    keys = old.get("chunk_keys")
+    if not keys or old.get("chunk_size") != chunk_size or index >= len(keys):
+        return old  # an older manifest or another chunking: check_images decides at the end
+    if keys[index] != key:
+        first, last = index * chunk_size, (index + 1) * chunk_size - 1
+        _refuse_or_unfinish(out, [f"images (items {first}..{last})"], force)
+        return None
+    return old
 
 
 def check_images(out: Path, old: dict[str, Any] | None, image_hashes: list, force: bool) -> None:
