@@ -26,7 +26,7 @@ def torch_load(path: str | Path, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "global" in str(exc).lower() or "unsupported class" in str(exc).lower():  # an object reference
             raise DataError(f"refused to load this {what}: it holds Python objects other than tensors and plain "
                             "values, which could run code when unpickled (cliper never writes such files)",
                             path) from None

@@ -126,7 +126,11 @@ def load_run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise CliperError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
-    return validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    try:  # safe_load: YAML tags that would build Python objects are refused
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataError(f"invalid run config ({str(exc).splitlines()[0]})", path) from None
+    return validate(raw)
 
 
 def run_inputs(cfg: RunConfig) -> dict[str, Any]:
@@ -230,10 +234,16 @@ def _save_test_per_user(model: Recommender, evaluator: Evaluator, run_dir: Path)
 
 def load_per_user(run_dir: str | Path) -> tuple["np.ndarray", dict[str, "np.ndarray"]]:
     """Inverse of :func:`_save_test_per_user`: (users, ``metric@K`` -> per-user test values)."""
+    import zipfile
+
     import numpy as np
 
-    with np.load(Path(run_dir) / PER_USER_FILE, allow_pickle=False) as z:
-        return z["users"], {k.replace("_at_", "@"): z[k] for k in z.files if k != "users"}
+    path = Path(run_dir) / PER_USER_FILE
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["users"], {k.replace("_at_", "@"): z[k] for k in z.files if k != "users"}
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:  # pickled object arrays are refused, not loaded
+        raise DataError(f"unreadable per-user metrics ({exc})", path) from None
 
 
 def _feature_provenance(cfg: RunConfig) -> dict[str, Any] | None:
