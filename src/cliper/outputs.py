@@ -91,14 +91,15 @@ def exclusive_output(folder: str | Path) -> Iterator[Path]:
     writing anything) is removed again.
     """
     shown = Path(folder)
-    created = not shown.exists()
-    shown.mkdir(parents=True, exist_ok=True)
     key = shown.resolve()
     with _guard:
         if key in _held:
             _held[key][1] += 1
+            created = False
         else:
-            _check_enclosing(key)
+            _check_enclosing(key)  # before anything is created
+            created = not shown.exists()
+            shown.mkdir(parents=True, exist_ok=True)
             lock = _try(key / LOCK_FILE)
             if lock is None:
                 raise OutputInUse(shown, _owner(key))
