@@ -44,11 +44,23 @@ def file_sha256(path: str | Path) -> str:
     return _memo[key]
 
 
+# manifest fields that change when the same extraction is simply run again (its arrays are then identical)
+_VOLATILE = ("created", "timings_s", "work", "cliper_version")
+
+
 def store_digest(store: str | Path) -> dict[str, str]:
-    """``manifest_sha256`` (the manifest file) and ``content_sha256`` (manifest + every array file)."""
+    """``manifest_sha256`` (the manifest file's bytes) and ``content_sha256`` (the manifest without its
+    timestamps and timings, plus every array file's bytes): re-running the same extraction keeps
+    ``content_sha256``; anything that changes the features changes it."""
     store = Path(store)
     manifest = file_sha256(store / STORE_MANIFEST)
-    h = hashlib.sha256(manifest.encode())
+    try:
+        doc = json.loads((store / STORE_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        doc = {"unreadable": manifest}
+    if isinstance(doc, dict):
+        doc = {k: v for k, v in doc.items() if k not in _VOLATILE}
+    h = hashlib.sha256(json.dumps(doc, sort_keys=True).encode())
     for name in STORE_ARRAYS:
         f = store / f"{name}.npy"
         h.update(f"{name}:{file_sha256(f) if f.is_file() else 'missing'}".encode())

@@ -82,7 +82,7 @@ def _inputs(raw_path: Path, fmt, columns: ColumnMap | None, k_core, item_k, spli
 
     return {
         "source": str(raw_path), "source_sha256": file_sha256(raw_path), "format": fmt,
-        "columns": asdict(columns) if columns is not None else None, "min_rating": min_rating,
+        "columns": asdict(columns or ColumnMap()), "min_rating": min_rating,
         "k_core": k_core, "item_k": item_k, "split": split, "seed": seed if split == "random" else None,
         "name": name, "user_header": user_header, "item_header": item_header, "sep": sep,
     }
