@@ -314,7 +314,14 @@ def _finetune(catalog, images, out_dir, init, cfg: FinetuneConfig, resume, overw
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_epoch = state["epoch"], state["best_epoch"]
         best_value, best_metrics = state["best_value"], state["best_metrics"]
-    history = _read_log(log_path, start_epoch)
+    # the log is rebuilt from the checkpoint (a kill between checkpoint and log row loses no row; a kill
+    # before the first checkpoint leaves no stale row); older checkpoints without a history: the log file
+    if state is None:
+        history = []
+    elif "history" in state:
+        history = list(state["history"])
+    else:
+        history = _read_log(log_path, start_epoch)
     log_path.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
 
     def write_row(row: dict) -> None:
@@ -370,6 +377,7 @@ def _finetune(catalog, images, out_dir, init, cfg: FinetuneConfig, resume, overw
         state = {
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
             "best_epoch": best_epoch, "best_value": best_value, "best_metrics": best_metrics,
+            "history": [*history, row],
         }
         ckpt.save_checkpoint(out_dir, epoch, model, processor, state, info, cfg.keep_checkpoints)
         faults.kill_point("finetune.checkpoint")
