@@ -121,8 +121,11 @@ def test_planted_per_user_metrics_are_refused(trained, tmp_path, marker):
 
     run = tmp_path / "run"
     shutil.copytree(trained[1], run)
-    _plant_npz(run / "test_per_user.npz", marker, users=np.arange(3))
     np.savez(run / "test_per_user.npz", users=np.array([Payload(marker)], dtype=object))
+    with np.load(run / "test_per_user.npz", allow_pickle=True) as z:  # control: the planted file is live
+        z["users"]
+    assert marker.exists()
+    marker.unlink()
     with pytest.raises(DataError, match="test_per_user.npz"):
         load_per_user(run)
     assert not marker.exists()
