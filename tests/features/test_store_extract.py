@@ -8,7 +8,7 @@ from store_helpers import CORRUPT_IMAGE_ID, EXTRA, MISSING_IMAGE_IDS, build_inpu
 
 from cliper.catalog import read_catalog
 from cliper.encoders.clip import ClipEncoder
-from cliper.errors import DataError
+from cliper.errors import CliperError, DataError
 from cliper.features.extract import content_hash, extract_features
 from cliper.features.store import FeatureStore
 from cliper.views import PAPER_VIEWS, build_views
@@ -89,8 +89,15 @@ def test_rerun_recomputes_nothing_and_a_change_recomputes_one_chunk(run):
     from PIL import Image
 
     Image.new("RGB", (30, 30), (255, 255, 0)).save(inputs.images / f"{row['asin']}.png")
+    manifest = (root / "store" / "manifest.json").read_bytes()
+    # a finished store made from other images is not silently replaced ...
+    with pytest.raises(CliperError, match=r"finished feature store made with other inputs: images \(items 32\.\.63\)"):
+        extract_features(inputs.catalog, root / "store", inputs.clip, id_map=inputs.id_map, images=inputs.images,
+                         chunk_size=32, batch_size=16, device="cpu", progress=False)
+    assert (root / "store" / "manifest.json").read_bytes() == manifest
+    # ... unless forced: then only the changed chunk is recomputed
     third = extract_features(inputs.catalog, root / "store", inputs.clip, id_map=inputs.id_map, images=inputs.images,
-                             chunk_size=32, batch_size=16, device="cpu", progress=False)
+                             chunk_size=32, batch_size=16, device="cpu", progress=False, force=True)
     w = third.manifest["work"]
     assert (w["chunks_computed"], w["chunks_reused"]) == (1, 3)
     assert w["images_encoded"] == 32 and 0 < w["texts_encoded"] <= 32 * 5  # the chunk is the cache unit

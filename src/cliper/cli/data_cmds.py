@@ -70,6 +70,8 @@ def build_cmd(
     sep: Optional[str] = typer.Option(
         None, "--sep", help="CSV delimiter (default: tab for .tsv/.txt, comma otherwise); '\\t' means tab."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace a finished dataset in --output made from other inputs "
+                               "or options (otherwise that is refused)."),
 ) -> None:
     """Build an MMRec dataset folder from a raw interaction log.
 
@@ -93,6 +95,7 @@ def build_cmd(
         user_header=user_header,
         item_header=item_header,
         sep="\t" if sep in ("\\t", "tab") else sep,
+        force=force,
     )
     s = result.summary
     typer.echo(

@@ -40,6 +40,8 @@ def extract(
     fusion: str = typer.Option("sa", "--fusion", help="Fusion for --export-mmrec text: sa, sum, mean, concat."),
     tau: float = typer.Option(0.1, "--tau", help="Temperature for sa fusion."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = typer.Option(False, "--force", help="Replace a finished store in --output made with other inputs "
+                               "or options (otherwise that is refused)."),
 ) -> None:
     """Extract multi-view CLIP features for every item into a feature store.
 
@@ -64,7 +66,7 @@ def extract(
         catalog_format=fmt, key_field=key_field, field_map=parse_field_map(field_map), image_field=image_field,
         batch_size=batch_size, device=device, dtype=None if dtype == "auto" else dtype, long_text=long_text,
         chunk_size=chunk_size, missing_image=missing_image, download_timeout=timeout, download_retries=retries,
-        progress=not quiet,
+        progress=not quiet, force=force,
     )
     m = result.manifest
     elapsed = time.perf_counter() - t0

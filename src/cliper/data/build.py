@@ -22,7 +22,9 @@ from cliper import __version__
 from cliper.data.kcore import kcore_mask
 from cliper.data.raw import ColumnMap, read_raw
 from cliper.data.splits import SPLIT_METHODS, random_split, temporal_split
-from cliper.errors import ConfigError, DataError
+from cliper.errors import CliperError, ConfigError, DataError
+from cliper.outputs import holding_output
+from cliper.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,56 @@ def _tsv(df: pd.DataFrame) -> str:
     return df.to_csv(sep="\t", index=False, lineterminator="\n")
 
 
+SUMMARY_FILE = "build_summary.json"
+
+
+def _inputs(raw_path: Path, fmt, columns: ColumnMap | None, k_core, item_k, split, seed, name, min_rating,
+            user_header, item_header, sep) -> dict:
+    """Everything that decides a build's files: the raw file's bytes and every option."""
+    from dataclasses import asdict
+
+    return {
+        "source": str(raw_path), "source_sha256": file_sha256(raw_path), "format": fmt,
+        "columns": asdict(columns or ColumnMap()), "min_rating": min_rating,
+        "k_core": k_core, "item_k": item_k, "split": split, "seed": seed if split == "random" else None,
+        "name": name, "user_header": user_header, "item_header": item_header, "sep": sep,
+    }
+
+
+def _check_finished(out_dir: Path, inputs: dict, force: bool) -> None:
+    """Refuse to replace a finished dataset made with other inputs or options (``force`` replaces it)."""
+    summary_path = out_dir / SUMMARY_FILE
+    diffs: list[str] = []
+    old_files: list[Path] = []
+    if summary_path.is_file():
+        try:
+            old = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        before = old.get("inputs")
+        if before is None:  # written by an older cliper: compare what it recorded
+            k = old.get("k_core") or {}
+            before = {"source": old.get("source"), "min_rating": old.get("min_rating"), "k_core": k.get("user"),
+                      "split": old.get("split"), "seed": old.get("seed"), "name": old.get("name")}
+        diffs = [f"{key} ({before[key]!r} -> {inputs.get(key)!r})" if key != "source_sha256" else
+                 "the raw file's content (sha256)" for key in before if before[key] != inputs.get(key)]
+        old_files = [out_dir / f for f in (old.get("files") or {}).values()] + [summary_path]
+    else:
+        found = sorted(out_dir.glob("*.inter"))
+        if found:
+            diffs = [f"it holds {', '.join(p.name for p in found)} not written by `cliper data build`"]
+            old_files = found
+    if not diffs:
+        return
+    if not force:
+        raise CliperError(f"{out_dir} holds a finished dataset made with other inputs: {'; '.join(diffs)}. "
+                          "Choose another --output, or pass --force to replace it")
+    log.warning("replacing the dataset in %s (--force): %s", out_dir, "; ".join(diffs))
+    for f in old_files:
+        f.unlink(missing_ok=True)
+
+
+@holding_output("out_dir")
 def build_dataset(
     raw_path: str | Path,
     out_dir: str | Path,
@@ -85,6 +137,7 @@ def build_dataset(
     item_header: str = "asin",
     sep: str | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> BuildResult:
     """Build an MMRec-format dataset from a raw interaction log.
 
@@ -101,6 +154,9 @@ def build_dataset(
       present, then itemID), ``u_id_mapping.tsv`` (``user_id userID``), ``i_id_mapping.tsv``
       (``asin itemID``; headers configurable) and ``build_summary.json``. ``name`` defaults to the
       folder's name.
+    * **Replacing**: ``out_dir`` is held exclusively; a finished dataset there made from another
+      raw file or with other options is refused unless ``force`` (the same build again is fine:
+      it is deterministic).
     """
     if split not in SPLIT_METHODS:
         raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_METHODS)}")
@@ -111,6 +167,11 @@ def build_dataset(
     if not name or "/" in name or "\\" in name:
         raise ConfigError(f"invalid dataset name {name!r}")
     raw_path = Path(raw_path)
+    inputs = None
+    if raw_path.is_file():  # (a missing file is reported by read_raw)
+        inputs = _inputs(raw_path, fmt, columns, k_core, item_k, split, seed, name, min_rating, user_header,
+                         item_header, sep)
+        _check_finished(out_dir, inputs, force)
 
     raw = read_raw(raw_path, fmt=fmt, columns=columns, min_rating=min_rating, sep=sep, progress=progress)
     if split == "temporal" and not raw.has_timestamp:
@@ -165,7 +226,7 @@ def build_dataset(
     inter_path = out_dir / f"{name}.inter"
     u_path = out_dir / "u_id_mapping.tsv"
     i_path = out_dir / "i_id_mapping.tsv"
-    s_path = out_dir / "build_summary.json"
+    s_path = out_dir / SUMMARY_FILE
     inter_text = _tsv(out)
     _write_atomic(inter_path, inter_text)
     _write_atomic(u_path, _tsv(pd.DataFrame({user_header: user_ids, "userID": np.arange(len(user_ids))})))
@@ -202,6 +263,7 @@ def build_dataset(
         "test": int(counts[2]),
         "files": {"inter": inter_path.name, "user_mapping": u_path.name, "item_mapping": i_path.name},
         "inter_sha256": hashlib.sha256(inter_text.encode("utf-8")).hexdigest(),
+        "inputs": inputs,
     }
     _write_atomic(s_path, json.dumps(summary, indent=2) + "\n")
     log.info(

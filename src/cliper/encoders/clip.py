@@ -10,6 +10,7 @@ its own longest text, not to 77/248.
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from pathlib import Path
 
@@ -88,9 +89,9 @@ class ClipEncoder:
         offline = offline_requested(local_files_only) or local
         dev = pick_device(device)
         torch_dtype = pick_dtype(dev, dtype)
-        try:
+        try:  # transformers loads weights from safetensors, or .bin files with torch's weights_only loader
             model = CLIPModel.from_pretrained(name, local_files_only=offline)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
             hint = " (offline: the model must be in the local cache or a folder)" if offline else ""
             raise ConfigError(f"cannot load CLIP model {name!r}{hint}: {exc}".splitlines()[0]) from None
         try:

@@ -22,6 +22,7 @@ from cliper.experiments import plots, tables
 from cliper.experiments.plan import Unit, build_units, resolve_variant
 from cliper.experiments.runner import run_units
 from cliper.experiments.spec import ExperimentSpec
+from cliper.outputs import exclusive_output
 
 log = logging.getLogger("cliper.experiments")
 
@@ -130,6 +131,11 @@ def run_ablation(spec: ExperimentSpec, kind: str, out: str | Path, values: Seque
                  progress: bool = True, train: bool = True) -> dict[str, Path]:
     out = Path(out)
     units, reference, swept = ablation_plan(spec, kind, values)
+    with exclusive_output(out):
+        return _ablation(spec, kind, out, units, reference, swept, progress, train)
+
+
+def _ablation(spec, kind, out, units, reference, swept, progress, train) -> dict[str, Path]:
     if train:
         run_units(spec, units, out, progress=progress, kind=f"ablate-{kind}")
     groups = tables.gather(out, units)

@@ -11,6 +11,7 @@ from cliper.experiments import plots, tables
 from cliper.experiments.plan import Unit, build_units, compare_variants
 from cliper.experiments.runner import run_units
 from cliper.experiments.spec import ExperimentSpec
+from cliper.outputs import exclusive_output
 
 log = logging.getLogger("cliper.experiments")
 
@@ -32,9 +33,10 @@ def run_compare(spec: ExperimentSpec, out: str | Path, progress: bool = True, tr
     """Train (or, with ``train=False``, only report on) every unit, then write the tables and plot."""
     out = Path(out)
     units = compare_units(spec)
-    if train:
-        run_units(spec, units, out, progress=progress, kind="compare")
-    return write_compare_report(spec, out, units)
+    with exclusive_output(out):
+        if train:
+            run_units(spec, units, out, progress=progress, kind="compare")
+        return write_compare_report(spec, out, units)
 
 
 def write_compare_report(spec: ExperimentSpec, out: Path, units: list[Unit]) -> dict[str, Path]:

@@ -48,7 +48,19 @@ def _step(name: str, i: int, n: int) -> float:
 
 
 def run_quickstart(output: str | Path, opts: QuickstartOptions | None = None, progress: bool = True) -> Path:
-    """Run every stage into ``output`` (resumable: finished stages are reused) and return the report folder."""
+    """Run every stage into ``output`` (resumable: finished stages are reused) and return the report folder.
+
+    ``output`` is held exclusively; the stages lock their sub-folders reentrantly.
+    """
+    from cliper.outputs import exclusive_output
+
+    opts = opts or QuickstartOptions()
+    out = Path(output)
+    with exclusive_output(out):
+        return _quickstart(out, opts, progress)
+
+
+def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
     from cliper.demo import generate_demo_catalog
     from cliper.experiments.compare import compare_units, run_compare
     from cliper.experiments.spec import DatasetEntry, ExperimentSpec
@@ -56,9 +68,6 @@ def run_quickstart(output: str | Path, opts: QuickstartOptions | None = None, pr
     from cliper.features.extract import extract_features
     from cliper.finetune import FinetuneConfig, finetune_clip
 
-    opts = opts or QuickstartOptions()
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     _check_same_options(out, opts)
     timings: dict[str, float] = {}
     n = 6

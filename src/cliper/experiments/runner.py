@@ -16,9 +16,11 @@ from typing import Any
 
 import yaml
 
+from cliper import faults
 from cliper.errors import CliperError
 from cliper.experiments.plan import Unit, unit_config
 from cliper.experiments.spec import ExperimentSpec
+from cliper.outputs import exclusive_output
 from cliper.training import runner as training
 
 log = logging.getLogger("cliper.experiments")
@@ -62,9 +64,17 @@ def _same_config(run_dir: Path, cfg) -> bool:
 
 def run_units(spec: ExperimentSpec, units: list[Unit], out: str | Path, progress: bool = True,
               plots: bool = True, kind: str = "compare") -> list[UnitResult]:
-    """Train every unit into its folder (skipping finished ones) and return their metrics."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Train every unit into its folder (skipping finished ones) and return their metrics.
+
+    ``out`` is held exclusively meanwhile; a finished unit is reused only after its recorded
+    inputs (dataset, feature store) are checked to be unchanged.
+    """
+    with exclusive_output(out):
+        return _run_units(spec, units, Path(out), progress, plots, kind)
+
+
+def _run_units(spec: ExperimentSpec, units: list[Unit], out: Path, progress: bool, plots: bool,
+               kind: str) -> list[UnitResult]:
     (out / SPEC_FILE).write_text(yaml.safe_dump(spec.model_dump(), sort_keys=False), encoding="utf-8")
     configs = [unit_config(spec, u) for u in units]  # validate everything before training anything
     _check_inputs(configs)
@@ -77,6 +87,7 @@ def run_units(spec: ExperimentSpec, units: list[Unit], out: str | Path, progress
             if not _same_config(run_dir, cfg):
                 raise CliperError(f"{run_dir} holds a finished run made with a different config; "
                                   "use a new --output folder or delete that run folder")
+            training.verify_run_folder(run_dir, "reuse the finished run")
             log.info("%s: done already, skipped", tag)
             metrics = json.loads((run_dir / training.METRICS_FILE).read_text(encoding="utf-8"))
             results.append(UnitResult(unit, run_dir, "skipped", metrics))
@@ -96,6 +107,7 @@ def run_units(spec: ExperimentSpec, units: list[Unit], out: str | Path, progress
         if plots:
             _plot(run_dir)
         _write_experiment(out, spec, results, units, kind)
+        faults.kill_point("compare.unit")
     return results
 
 

@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from cliper import __version__
+from cliper import __version__, faults
 from cliper.catalog import CatalogResult, load_id_map, read_catalog
 from cliper.encoders.base import Encoder, l2_normalise
 from cliper.errors import ConfigError, DataError
+from cliper.features import finished
 from cliper.features.store import (
     MANIFEST,
     FeatureStore,
@@ -45,6 +46,7 @@ from cliper.features.store import (
     atomic_write_text,
 )
 from cliper.images import ImageBytes, ImageFailure, NoImageSource, decode_image, make_image_source
+from cliper.outputs import holding_output
 from cliper.views import ViewSet, build_views, load_view_set
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class ExtractResult:
         )
 
 
+@holding_output("output")
 def extract_features(
     catalog: str | Path | CatalogResult,
     output: str | Path,
@@ -103,6 +106,7 @@ def extract_features(
     download_retries: int = 2,
     progress: bool = True,
     on_chunk: Callable[[int, int, bool], None] | None = None,
+    force: bool = False,
 ) -> ExtractResult:
     """Extract multi-view CLIP features for every item id into ``output``.
 
@@ -124,6 +128,8 @@ def extract_features(
         chunk_size: items per resumable chunk.
         missing_image: ``global_text`` or ``zeros`` (module docstring).
         on_chunk: called ``(chunk_index, n_chunks, computed)`` after each chunk is saved.
+        force: replace a finished store made with other inputs (else that is refused,
+            :mod:`cliper.features.finished`). The output folder is held exclusively.
     """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -186,6 +192,10 @@ def extract_features(
         source = NoImageSource()
 
     fingerprint = enc.fingerprint()
+    kept = finished.check_before_encoding(
+        out, force, fingerprint=fingerprint, view_names=view_set.names,
+        templates={v.name: v.template for v in view_set.views}, missing_image=missing_image, n_items=n_items,
+        text_hashes=text_hashes)
     global_idx = view_set.names.index("global") if "global" in view_set.names else None
     V, d, N = len(view_set.names), enc.dim, n_items
     views_arr = np.zeros((V, N, d), np.float32)
@@ -199,6 +209,7 @@ def extract_features(
     t_images = t_encode = 0.0
 
     starts = list(range(0, N, chunk_size))
+    chunk_keys: list[str] = []
     bar = _progress(N, progress)
     for c, start in enumerate(starts):
         ids = list(range(start, min(start + chunk_size, N)))
@@ -210,6 +221,8 @@ def extract_features(
         img_keys = [f.sha if isinstance(f, ImageBytes) else f"missing:{f.reason}" for f in fetched]
         key = content_hash(json.dumps([STORE_FORMAT, fingerprint, missing_image, view_set.names, ids[0], ids[-1],
                                        [text_hashes[i] for i in ids], img_keys]), 20)
+        kept = finished.check_chunk(out, kept, c, key, chunk_size, force)
+        chunk_keys.append(key)
         path = chunks_dir / f"chunk_{c:06d}_{key}.npz"
         chunk = _load_chunk(path, V, len(ids), d)
         computed = chunk is None
@@ -237,6 +250,7 @@ def extract_features(
         bar.update(len(ids))
         if on_chunk is not None:
             on_chunk(c, len(starts), computed)
+        faults.kill_point("extract.chunk")
     bar.close()
     for stale in chunks_dir.glob("chunk_*.npz"):
         if int(stale.name.split("_")[1]) >= len(starts):
@@ -245,6 +259,7 @@ def extract_features(
     timings["encode"] = t_encode
 
     # -- assemble and write (manifest last; removed first so a half-written store never looks finished)
+    finished.check_images(out, kept, image_hashes, force)
     t = time.perf_counter()
     similarity = np.einsum("vnd,nd->nv", views_arr, image_arr).astype(np.float32)
     similarity[~mask] = 0.0
@@ -254,6 +269,7 @@ def extract_features(
     atomic_save_npy(out / "image_mask.npy", mask)
     atomic_save_npy(out / "similarity.npy", similarity)
     atomic_save_npy(out / "item_ids.npy", np.arange(N, dtype=np.int64))
+    faults.kill_point("extract.arrays")
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
     stats = {k: v - stats0.get(k, 0) for k, v in enc.stats.as_dict().items()}
@@ -262,6 +278,7 @@ def extract_features(
                 forward_s=round(stats["forward_s"], 4))
     manifest = _manifest(enc, view_set, cat, mapping, id_map, N, d, missing_from_catalog, source, missing_image,
                          mask, reasons, key_of, texts, text_hashes, image_hashes, work, timings, chunk_size)
+    manifest["chunk_keys"] = chunk_keys  # what finished.check_chunk compares on a later run
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
     return ExtractResult(FeatureStore.open(out), manifest, work)
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import pickle
 import shutil
 import tempfile
 import time
@@ -28,12 +29,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from cliper import faults
 from cliper.errors import ConfigError
 from cliper.finetune import checkpoints as ckpt
 from cliper.finetune.config import FinetuneConfig
 from cliper.finetune.images import load_image_tensor, prepare_batch
 from cliper.finetune.pairs import TrainingItem, build_training_items, held_out_mask
 from cliper.finetune.retrieval import retrieval_metrics
+from cliper.outputs import exclusive_output
+from cliper.safeio import torch_load
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +109,17 @@ def _load_model(init: str | None, cfg: FinetuneConfig, texts: list[str]):
     return CLIPModel(config), processor
 
 
-def _load_folder(source: str | Path):
+def _load_folder(source: str | Path, own_checkpoint: bool = False):
+    """A CLIP model + processor; cliper's own checkpoints load only from safetensors (no pickle)."""
     from transformers import CLIPModel, CLIPProcessor
 
+    extra = {"use_safetensors": True} if own_checkpoint else {}
     try:
-        model = CLIPModel.from_pretrained(str(source))
+        model = CLIPModel.from_pretrained(str(source), **extra)
         processor = CLIPProcessor.from_pretrained(str(source))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load a CLIP model and processor from {source}: {exc}") from None
+    except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConfigError(f"cannot load a CLIP model and processor from {source}: {first}") from None
     return model, processor
 
 
@@ -227,7 +234,7 @@ def finetune_clip(
     """
     cfg = config or FinetuneConfig()
     threads = cfg.threads if cfg.threads is not None else (1 if init is None else None)
-    with _torch_threads(threads):
+    with exclusive_output(out_dir), _torch_threads(threads):
         return _finetune(catalog, images, out_dir, init, cfg, resume, overwrite, progress)
 
 
@@ -275,8 +282,8 @@ def _finetune(catalog, images, out_dir, init, cfg: FinetuneConfig, resume, overw
         if diffs:
             raise ConfigError(f"cannot resume {out_dir}: settings differ ({', '.join(diffs)}); "
                               "use a new output folder or pass overwrite (--force) to start over")
-        model, processor = _load_folder(last)
-        state = torch.load(last / ckpt.STATE_FILE, weights_only=False)
+        state = torch_load(last / ckpt.STATE_FILE, "fine-tuning trainer state")
+        model, processor = _load_folder(last, own_checkpoint=True)
         log.info("resuming %s from epoch %d", out_dir, resumed_from)
     else:
         model, processor = _load_model(init, cfg, [t for it in train_items for t in it.texts.values()])
@@ -307,7 +314,14 @@ def _finetune(catalog, images, out_dir, init, cfg: FinetuneConfig, resume, overw
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_epoch = state["epoch"], state["best_epoch"]
         best_value, best_metrics = state["best_value"], state["best_metrics"]
-    history = _read_log(log_path, start_epoch)
+    # the log is rebuilt from the checkpoint (a kill between checkpoint and log row loses no row; a kill
+    # before the first checkpoint leaves no stale row); older checkpoints without a history: the log file
+    if state is None:
+        history = []
+    elif "history" in state:
+        history = list(state["history"])
+    else:
+        history = _read_log(log_path, start_epoch)
     log_path.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
 
     def write_row(row: dict) -> None:
@@ -359,12 +373,16 @@ def _finetune(catalog, images, out_dir, init, cfg: FinetuneConfig, resume, overw
         if metrics[cfg.select_metric] > best_value:
             best_value, best_epoch, best_metrics = metrics[cfg.select_metric], epoch, metrics
             ckpt.save_best(out_dir, model, processor, info)
+            faults.kill_point("finetune.best")
         state = {
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
             "best_epoch": best_epoch, "best_value": best_value, "best_metrics": best_metrics,
+            "history": [*history, row],
         }
         ckpt.save_checkpoint(out_dir, epoch, model, processor, state, info, cfg.keep_checkpoints)
+        faults.kill_point("finetune.checkpoint")
         write_row(row)  # after the checkpoint: a logged epoch is always a saved epoch
+        faults.kill_point("finetune.logged")
         epochs.set_postfix(loss=row["train_loss"], **{cfg.select_metric: metrics[cfg.select_metric]})
 
     done = ckpt.list_checkpoints(out_dir)

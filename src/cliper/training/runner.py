@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import yaml
 
-from cliper import __version__
+from cliper import __version__, faults, provenance
 from cliper.config.loader import expand_grid, validate_model_params
 from cliper.config.schema import RunConfig
 from cliper.data.interactions import InteractionData, load_inter
@@ -29,6 +29,7 @@ from cliper.evaluation.evaluator import Evaluator
 from cliper.features.item_features import ItemFeatures
 from cliper.models.base import ModelContext, Recommender
 from cliper.models.registry import get_model_class
+from cliper.outputs import exclusive_output
 from cliper.runtime import set_threads
 from cliper.training.seed import seed_everything
 from cliper.training.trainer import BEST, CHECKPOINT, Trainer
@@ -125,15 +126,47 @@ def load_run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise CliperError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
-    return validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    try:  # safe_load: YAML tags that would build Python objects are refused
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataError(f"invalid run config ({str(exc).splitlines()[0]})", path) from None
+    return validate(raw)
+
+
+def run_inputs(cfg: RunConfig) -> dict[str, Any]:
+    """Hashes of the files a run reads (its ``.inter``, feature store, vanilla feature files)."""
+    f = cfg.features
+    store = f.store if f.configured and f.store else None
+    image = f.image if f.configured and not store and f.image and f.use_image else None
+    text = f.text if f.configured and not store and f.text and f.use_text else None
+    return provenance.snapshot(dataset=find_inter(cfg.dataset.path) if cfg.dataset.path else None,
+                               store=store, image=image, text=text)
+
+
+def verify_run_folder(run_dir: str | Path, action: str) -> None:
+    """:func:`cliper.provenance.verify` on a run folder, or on every point of a grid folder."""
+    run_dir = Path(run_dir)
+    points = sorted((run_dir / "grid").glob("[0-9][0-9][0-9]")) if (run_dir / "grid.json").is_file() else []
+    for d in points or [run_dir]:
+        provenance.verify(d, action)
 
 
 def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
               data: InteractionData | None = None, features: ItemFeatures | None = None) -> dict[str, Any]:
-    """Train one configuration into ``run_dir`` and return the metrics dictionary."""
+    """Train one configuration into ``run_dir`` and return the metrics dictionary.
+
+    The folder is held exclusively (:func:`cliper.outputs.exclusive_output`) while training;
+    resuming, or reusing a finished run, first checks its recorded inputs (provenance).
+    """
     if cfg.grid:
         raise ConfigError("train_run takes a single configuration; use train_grid for a grid")
     run_dir = Path(run_dir)
+    with exclusive_output(run_dir):
+        return _train_run(cfg, run_dir, resume, progress, data, features)
+
+
+def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, data: InteractionData | None,
+               features: ItemFeatures | None) -> dict[str, Any]:
     if (run_dir / METRICS_FILE).is_file() and not resume:
         raise CliperError(f"{run_dir} already holds a finished run; choose another --output or pass --resume")
     if (run_dir / CHECKPOINT).is_file() and not resume:
@@ -143,9 +176,16 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progres
         if old.model_dump() != cfg.model_dump():
             raise CliperError(f"{run_dir} was started with a different config; resume it with the same options")
     if resume and (run_dir / METRICS_FILE).is_file():
+        provenance.verify(run_dir, "reuse the finished run")
         return json.loads((run_dir / METRICS_FILE).read_text())
-    run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = resume and (run_dir / CHECKPOINT).is_file()
+    if resuming and provenance.recorded(run_dir) is not None:
+        provenance.verify(run_dir, "resume")
+        inputs = provenance.recorded(run_dir)
+    else:
+        inputs = run_inputs(cfg)
     save_config(cfg, run_dir)
+    provenance.record(run_dir, inputs)
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
@@ -158,6 +198,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progres
     if resume:
         trainer.resume()
     result = trainer.fit()
+    faults.kill_point("train.fitted")
     _save_test_per_user(model, trainer.evaluator, run_dir)
     metrics = {
         "model": cfg.model_name,
@@ -171,6 +212,7 @@ def train_run(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progres
         "torch": torch.__version__,
         "python": platform.python_version(),
         "features": _feature_provenance(cfg),
+        "inputs": inputs,
     }
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return metrics
@@ -192,10 +234,16 @@ def _save_test_per_user(model: Recommender, evaluator: Evaluator, run_dir: Path)
 
 def load_per_user(run_dir: str | Path) -> tuple["np.ndarray", dict[str, "np.ndarray"]]:
     """Inverse of :func:`_save_test_per_user`: (users, ``metric@K`` -> per-user test values)."""
+    import zipfile
+
     import numpy as np
 
-    with np.load(Path(run_dir) / PER_USER_FILE) as z:
-        return z["users"], {k.replace("_at_", "@"): z[k] for k in z.files if k != "users"}
+    path = Path(run_dir) / PER_USER_FILE
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["users"], {k.replace("_at_", "@"): z[k] for k in z.files if k != "users"}
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:  # pickled object arrays are refused, not loaded
+        raise DataError(f"unreadable per-user metrics ({exc})", path) from None
 
 
 def _feature_provenance(cfg: RunConfig) -> dict[str, Any] | None:
@@ -217,7 +265,11 @@ def train_grid(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progre
 
     Finished grid points are reused when the grid is re-run (interrupted grids resume).
     """
-    out_dir = Path(out_dir)
+    with exclusive_output(out_dir):
+        return _train_grid(cfg, Path(out_dir), resume, progress)
+
+
+def _train_grid(cfg: RunConfig, out_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
     points = expand_grid(cfg)
     data = load_dataset(cfg)
     features = build_features(cfg, data.n_items) if cfg.features.configured else None
@@ -256,6 +308,7 @@ def load_trained(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, I
         winner = json.loads((run_dir / "grid.json").read_text())["winner"]["run"]
         run_dir = run_dir / winner
     cfg = load_run_config(run_dir)
+    provenance.verify(run_dir, "evaluate")
     data = load_dataset(cfg)
     features = build_features(cfg, data.n_items) if cfg.features.configured else None
     model = build_model(cfg, data, features)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cliper import faults
 from cliper.config.schema import TrainSection
 from cliper.data.interactions import InteractionData
 from cliper.data.sampling import NegativeSampler
@@ -152,6 +153,7 @@ class Trainer:
                     self.bad_evals = 0
                     if self.run_dir is not None:
                         checkpoint.save_atomic(self.model.state_dict(), self.run_dir / BEST)
+                        faults.kill_point("train.best")
                 else:
                     self.bad_evals += 1
                 t2 = time.perf_counter()
@@ -164,8 +166,10 @@ class Trainer:
             self.epoch = epoch
             self.history.append(record)
             self._log(record)
+            faults.kill_point("train.logged")
             if self.run_dir is not None and self.s.checkpoint:
                 self.save_checkpoint()
+                faults.kill_point("train.checkpoint")
             if stopped:
                 log.info("early stop at epoch %d: no %s gain for %d evaluations (best %.4f at epoch %d)",
                          epoch, self.valid_metric, self.s.patience, self.best_value, self.best_epoch)
@@ -185,12 +189,13 @@ class Trainer:
 
     # -- resume ----------------------------------------------------------------------
     def state(self) -> dict:
+        """Tensors and plain values only, so the checkpoint loads with ``weights_only=True``."""
         return {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "best_value": self.best_value,
+            "best_value": float(self.best_value),
             "best_epoch": self.best_epoch,
             "best_valid": self.best_valid,
             "best_test": self.best_test,
