@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cliper.errors import DataError
+from cliper.errors import DataError, writing
 
 ARRAY_FILES = ("image", "image_mask", "views", "similarity", "item_ids")
 MANIFEST = "manifest.json"
@@ -55,7 +55,11 @@ _MODE = _file_mode()
 
 
 def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
+    with writing(path):
+        _atomic_write_unmapped(Path(path), write)
+
+
+def _atomic_write_unmapped(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
