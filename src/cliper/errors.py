@@ -62,8 +62,8 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, CliperError):
         return str(exc)
     if isinstance(exc, UnicodeDecodeError):
-        return (f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start} cannot be decoded"
-                if exc.start < len(exc.object) else "not UTF-8 text")
+        byte = f" (byte 0x{exc.object[exc.start]:02x})" if exc.start < len(exc.object) else ""
+        return f"not UTF-8 text{byte}; save the file as UTF-8"
     if isinstance(exc, EOFError) or (isinstance(exc, OSError) and type(exc).__name__ == "BadGzipFile"):
         return f"compressed file is truncated or damaged ({exc or 'ends early'})"
     if isinstance(exc, zlib.error):
@@ -93,7 +93,29 @@ def reading(path: str | Path, line: int | None = None) -> Iterator[None]:
     except CliperError:
         raise
     except FILE_ERRORS as exc:
+        if isinstance(exc, UnicodeDecodeError) and line is None:
+            line = first_non_utf8_line(path)
         raise DataError(f"cannot read: {_reason(exc)}", path, line) from None
+
+
+def first_non_utf8_line(path: str | Path) -> int | None:
+    """1-based line holding the first byte sequence that is not UTF-8 (``.gz`` read through), or None.
+
+    Decoders report offsets within their read buffer, not the file; this finds the line.
+    """
+    import gzip
+
+    try:
+        opener = gzip.open if str(path).lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            for n, raw in enumerate(fh, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return n
+    except Exception:  # the file itself is unreadable: the caller reports that
+        return None
+    return None
 
 
 @contextmanager
