@@ -269,6 +269,7 @@ def parse_timestamps(s: pd.Series, fmt: str, path: Path, lines: np.ndarray) -> n
     else:
         num = pd.to_numeric(s, errors="coerce")
         num_ok = num.notna() & np.isfinite(num.fillna(0).to_numpy(dtype=np.float64))
+        num_ok &= num.abs().fillna(0) < 2**53  # beyond that seconds lose precision (and int64 overflows)
         if num_ok.all():
             arr = num.to_numpy(dtype=np.float64)
             return arr.astype(np.int64) if (arr == np.floor(arr)).all() else arr
