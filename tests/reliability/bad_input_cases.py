@@ -156,6 +156,8 @@ def build_cases(root: Path, clip_dir: Path | None = None) -> dict[str, tuple[lis
     cases["id_map_matches_nothing"] = ([*ext, "--catalog", str(other), "--id-map", str(idmap),
                                         "--output", str(root / "s2")], [str(other), "none of the 12"])
     cat = _catalog(root / "meta.jsonl", [f"A{i}" for i in range(12)])
+    cases["extract_batch_size_0"] = ([*ext, "--catalog", str(cat), "--output", str(root / "s0"), "--batch-size", "0"],
+                                     ["--batch-size", "greater than or equal to 1"])
     nohead = root / "nohead.tsv"
     nohead.write_text("".join(f"A{i}\t{i}\n" for i in range(12)), encoding="utf-8")
     cases["id_map_without_header"] = ([*ext, "--catalog", str(cat), "--id-map", str(nohead),

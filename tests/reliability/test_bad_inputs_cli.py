@@ -91,7 +91,11 @@ def test_full_disk_and_read_only_fs_are_one_line_and_leave_no_tmp(tmp_path):
                       [str(full / "ds"), "no space left"]),
         "read_only": (["data", "build", str(raw), "-o", str(ro / "ds"), "--k-core", "0"],
                       [str(ro / "ds"), "read-only"]),
+        "train_output_read_only": (["train", "-d", str(tmp_path / "ds"), "-m", "bpr", "--output", str(ro / "run")],
+                                   [str(ro / "run"), "read-only"]),
     }
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "ds.inter").write_text(valid_inter_text(), encoding="utf-8")
     listing = tmp_path / "listing.txt"
     script = (f"mount -t tmpfs -o size=8k tmpfs {full} && mount -t tmpfs -o ro tmpfs {ro} && "
               f'"$@"; rc=$?; find {full} {ro} > {listing}; exit $rc')
