@@ -120,6 +120,10 @@ def build_cases(root: Path, clip_dir: Path | None = None) -> dict[str, tuple[lis
     y = root / "bad.yaml"
     y.write_text("train:\n  epochs: [1\n", encoding="utf-8")
     cases["config_bad_yaml"] = ([*train, str(root / "r1"), "-c", str(y)], [str(y), "invalid YAML"])
+    y2 = root / "latin1.yaml"
+    y2.write_bytes(b"train:\n  epochs: 3 # caf\xe9\n")
+    cases["config_non_utf8"] = ([*train, str(root / "r1b"), "-c", str(y2)], [f"{y2}:2", "not UTF-8"])
+    cases["config_is_a_folder"] = ([*train, str(root / "r1c"), "-c", str(root)], [str(root), "folder"])
     cases["config_unknown_key"] = ([*train, str(root / "r2"), "-o", "train.epochz=3"], ["train.epochz", "epochs"])
     cases["config_wrong_type"] = ([*train, str(root / "r3"), "-o", "train.epochs=many"], ["train.epochs"])
     cases["model_embedding_dim_0"] = ([*train, str(root / "r4"), "-o", "model.embedding_dim=0"],
@@ -130,6 +134,10 @@ def build_cases(root: Path, clip_dir: Path | None = None) -> dict[str, tuple[lis
     cases["grid_empty_axis"] = ([*train, str(root / "r7"), "-g", "model.reg_weight=[]"], ["model.reg_weight"])
     cases["train_no_train_interactions"] = (["train", "-d", str(root / "notrain.inter"), "-m", "bpr", "--output",
                                              str(root / "r8")], [str(root / "notrain.inter"), "no train"])
+    nv = root / "novalid.inter"
+    nv.write_text(HEADER + "".join(f"{u}\t{(u + k) % 5}\t{0 if k < 3 else 2}\n" for u in range(8) for k in range(4)))
+    cases["train_no_valid_interactions"] = (["train", "-d", str(nv), "-m", "bpr", "--output", str(root / "r8b")],
+                                            [str(nv), "no valid interactions"])
     cases["evaluate_negative_topk"] = (["evaluate", str(root / "r9"), "--save-topk", "-3"], ["--save-topk", "-3"])
 
     # ---- features

@@ -83,6 +83,8 @@ def evaluate(
     if weights not in ("best", "last"):
         raise CliperError("--weights must be best or last")
     cfg, data, model = load_trained(run, which=weights)
+    if save_topk is not None and save_topk > data.n_items:
+        raise CliperError(f"--save-topk {save_topk} exceeds the dataset's {data.n_items} items")
     evaluator = make_evaluator(cfg, data, next(model.parameters()).device)
     metrics = evaluator.evaluate(model, split)
     typer.echo(json.dumps({"split": split, **metrics}, indent=2))

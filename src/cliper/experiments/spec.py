@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cliper.config.loader import coerce_numbers
-from cliper.errors import ConfigError
+from cliper.errors import ConfigError, reading
 
 SOURCE_KEYS = ("features.store", "features.image", "features.text", "features.random_image_dim",
                "features.random_text_dim")
@@ -112,7 +112,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     if not path.is_file():
         raise ConfigError(f"experiment spec not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        with reading(path):
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(raw, dict):
