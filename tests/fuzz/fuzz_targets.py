@@ -22,7 +22,7 @@ from cliper.data.interactions import load_inter
 from cliper.data.raw import read_raw
 from cliper.errors import CliperError
 
-EXAMPLES = int(os.environ.get("CLIPER_FUZZ_EXAMPLES", "150"))  # per strategy and reader; docs/reliability.md
+EXAMPLES = int(os.environ.get("CLIPER_FUZZ_EXAMPLES", "200"))  # per reader; docs/reliability.md
 _DIR = Path(tempfile.mkdtemp(prefix="cliper-fuzz-"))
 atexit.register(shutil.rmtree, _DIR, True)
 

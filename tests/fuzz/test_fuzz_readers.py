@@ -2,8 +2,8 @@
 
 Readers: the ``.inter`` reader, the raw-log reader (CSV and JSON Lines), the three catalogue
 readers (Amazon 2014, Amazon 2023, generic JSONL/CSV) and the id-map reader, each on plain,
-gzip and cut-short gzip files. ``CLIPER_FUZZ_EXAMPLES`` sets the examples per reader and
-strategy (default 150; ``CLIPER_FUZZ_EXAMPLES=3000`` for a deep run, see docs/reliability.md).
+gzip and cut-short gzip files. ``CLIPER_FUZZ_EXAMPLES`` sets the examples per reader (default 200, drawn from both
+strategies; ``CLIPER_FUZZ_EXAMPLES=3000`` for a deep run, see docs/reliability.md).
 The memory bound is checked in a child process (``test_fuzz_memory.py``).
 """
 

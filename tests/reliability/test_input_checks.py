@@ -165,3 +165,12 @@ def test_explain_and_reading_give_one_line():
     assert explain(OSError(errno.ENOSPC, "x", "/a/b")) == "/a/b: no space left on device (the disk is full)"
     assert explain(EOFError("Compressed file ended")).startswith("compressed file is truncated")
     assert "\n" not in explain(ValueError("two\nlines"))
+
+
+def test_raw_timestamp_beyond_int64_precision_is_an_error(tmp_path):
+    from cliper.data.raw import read_raw
+
+    p = tmp_path / "log.csv"
+    p.write_text("user_id,item_id,timestamp\nA,x,1600000000\nB,y,1e300\n")
+    with pytest.raises(DataError, match=r"log\.csv:3: bad timestamp '1e300'"):
+        read_raw(p, progress=False)
