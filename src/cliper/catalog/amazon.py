@@ -17,6 +17,8 @@ def parse_record_line(text: str, allow_literal: bool) -> dict[str, Any]:
     """Parse one line into a dict; raises ValueError with a short reason."""
     try:
         obj = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     except json.JSONDecodeError as exc:
         if not allow_literal:
             raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None

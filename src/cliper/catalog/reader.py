@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 from cliper.catalog.amazon import amazon2014_fields, amazon2023_fields, parse_record_line
 from cliper.catalog.id_map import load_id_map
 from cliper.catalog.records import CatalogItem, CatalogResult, SkippedLine
-from cliper.errors import ConfigError, DataError
+from cliper.errors import ConfigError, DataError, reading
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +52,71 @@ def read_catalog(
     records not in the id map are counted in ``result.unmapped``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, not a catalogue file", path)
     if not path.is_file():
         raise DataError("catalogue file not found", path)
     if fmt not in CATALOG_FORMATS:
         raise ConfigError(f"unknown catalogue format {fmt!r}; choose one of {', '.join(CATALOG_FORMATS)}")
     if fmt == "auto":
-        fmt = detect_format(path)
+        with reading(path):
+            fmt = detect_format(path)
     if field_map is not None and fmt in ("amazon2014", "amazon2023"):
         raise ConfigError("field_map applies to generic formats (jsonl, csv, parquet), not Amazon schemas")
     mapping = load_id_map(id_map) if isinstance(id_map, (str, Path)) else id_map
     key_field = key_field or _DEFAULT_KEY.get(fmt, "asin")
 
     result = CatalogResult(path=str(path), fmt=fmt, items={})
+    with reading(path):
+        _read_into(result, path, fmt, mapping, key_field, field_map, image_field, max_skipped_report)
+    if result.n_skipped > max_skipped_report:
+        log.warning("%s: %d more malformed lines not shown", path, result.n_skipped - max_skipped_report)
+    if result.n_skipped:
+        log.warning("%s: skipped %d malformed lines in total", path, result.n_skipped)
+    check_coverage(result, mapping, id_map if isinstance(id_map, (str, Path)) else None, key_field)
+    return result
+
+
+def check_coverage(result: CatalogResult, mapping: Mapping[str, int] | None, id_map_path: str | Path | None = None,
+                   key_field: str = "asin") -> None:
+    """Fail when the catalogue cannot describe the dataset's items; warn when it covers few of them.
+
+    With an id map, the share is of the map's items found in the catalogue: zero is an
+    error (a wrong map or key field would otherwise give a store of placeholders). Without
+    one, the rows are 0..largest itemID, and a largest id that leaves over 99.9% of them
+    empty is an error (a typo or a hostile id that would size every array).
+    """
+    path = Path(result.path)
+    if result.lines_read == 0:
+        raise DataError("the catalogue holds no records", path)
+    found = len(result.items)
+    if mapping is not None:
+        n = len(set(mapping.values()))
+        if found == 0:
+            src = f" {id_map_path}" if id_map_path is not None else ""
+            example = f" (catalogue {key_field} {result.first_unmapped!r}, id-map key {next(iter(mapping))!r})" \
+                if result.first_unmapped is not None and mapping else ""
+            raise DataError(
+                f"none of the {result.lines_read} catalogue records matches the id map{src} on {key_field!r}"
+                f"{example}; check --id-map and --key-field", path,
+            )
+    else:
+        if found == 0:
+            return
+        top = max(result.items)
+        n = top + 1
+        if found < n / 1000:
+            raise DataError(
+                f"itemID {top} is out of range: it would make {n} item rows of which only {found} have a record; "
+                "item ids must be the dataset's (0..N-1), or pass --id-map", path, result.items[top].line,
+            )
+    if found < 0.5 * n:
+        log.warning("%s: only %d of %d items (%.1f%%) found in the catalogue; the others get 'missing' views",
+                    path, found, n, 100.0 * found / n)
+
+
+def _read_into(result: CatalogResult, path: Path, fmt: str, mapping, key_field: str, field_map, image_field,
+               max_skipped_report: int) -> None:
     for lineno, rec in _records(path, fmt, result, max_skipped_report):
         if fmt == "amazon2014":
             fields, urls = amazon2014_fields(rec)
@@ -77,6 +131,8 @@ def read_catalog(
             continue
         if item_id is None:
             result.unmapped += 1
+            if result.first_unmapped is None:
+                result.first_unmapped = str(key)
             continue
         if item_id in result.items:
             result.duplicates += 1
@@ -84,11 +140,6 @@ def read_catalog(
         result.items[item_id] = CatalogItem(
             item_id=item_id, key="" if key is None else str(key), fields=fields, image_urls=urls, line=lineno
         )
-    if result.n_skipped > max_skipped_report:
-        log.warning("%s: %d more malformed lines not shown", path, result.n_skipped - max_skipped_report)
-    if result.n_skipped:
-        log.warning("%s: skipped %d malformed lines in total", path, result.n_skipped)
-    return result
 
 
 def detect_format(path: Path) -> str:
@@ -156,7 +207,7 @@ def _records(path: Path, fmt: str, result: CatalogResult, max_report: int) -> It
         while True:
             try:
                 line = fh.readline()
-            except (OSError, EOFError) as exc:  # truncated gzip: keep what was read
+            except (OSError, EOFError, zlib.error) as exc:  # truncated gzip: keep what was read
                 _skip(result, lineno + 1, f"unreadable ({exc})", path, max_report)
                 break
             if not line:

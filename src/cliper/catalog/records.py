@@ -47,6 +47,7 @@ class CatalogResult:
     unmapped: int = 0
     duplicates: int = 0
     lines_read: int = 0
+    first_unmapped: str | None = None  # an example key not in the id map, for error messages
 
     @property
     def n_skipped(self) -> int:

@@ -6,11 +6,34 @@ import logging
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from cliper.cli import data_cmds, demo_cmds, experiment_cmds, extract_cmds, train_cmds
-from cliper.errors import CliperError
+from cliper.errors import FILE_ERRORS, CliperError, explain
+
+INTERRUPTED = "interrupted: finished work is kept; rerun the same command (with --resume) to continue"
+
+
+class _Escaped(Exception):
+    """Carries an exception past typer, which turns Ctrl-C into a silent exit 130 and EOFError into exit 1."""
+
+    def __init__(self, original: BaseException):
+        super().__init__(repr(original))
+        self.original = original
+
+
+class _Group(TyperGroup):
+    """The root group: lets KeyboardInterrupt and EOFError reach :func:`main` unchanged."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, EOFError) as exc:
+            raise _Escaped(exc) from exc
+
 
 app = typer.Typer(
+    cls=_Group,
     name="cliper",
     help="CLIP-enhanced multimodal recommendation: features, fusion, recommenders, experiments.",
     no_args_is_help=True,
@@ -24,27 +47,50 @@ for _stage in (train_cmds, demo_cmds, data_cmds, extract_cmds, experiment_cmds):
     app.add_typer(_stage.app)
 
 
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    """Entry point that turns user errors into one clear line and exit code 2."""
+    """Entry point: every user error, bad file and interrupt becomes one line on stderr.
+
+    User errors (:class:`CliperError`, bad options, unreadable/damaged files, full or
+    read-only disks, out of memory) exit 2; Ctrl-C exits 130. Readers raise DataError
+    naming the file where they can; the OS/decode mapping here is the safety net.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     from cliper.runtime import keep_freed_memory, set_threads
 
     keep_freed_memory()
-    set_threads(None)
     try:
+        set_threads(None)
         rv = app(standalone_mode=False)
-    except CliperError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    except _Escaped as wrapped:
+        exc = wrapped.original
+        if isinstance(exc, KeyboardInterrupt):
+            typer.echo(INTERRUPTED, err=True)
+            sys.exit(130)
+        _fail(explain(exc))
     except KeyboardInterrupt:
-        typer.echo("interrupted: finished work is kept; rerun the same command (with --resume) to continue", err=True)
+        typer.echo(INTERRUPTED, err=True)
         sys.exit(130)
+    except CliperError as exc:
+        _fail(str(exc))
+    except FILE_ERRORS as exc:
+        _fail(explain(exc))
     except Exception as exc:
         # typer bundles its own click: recognise its usage errors and exits by their interface
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
+        if type(exc).__name__ == "NoArgsIsHelpError":
             exc.show()
             sys.exit(exc.exit_code)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            _fail(exc.format_message() + hint, 2)
         if isinstance(exc, (typer.Exit, typer.Abort)) or type(exc).__name__ in ("Exit", "Abort"):
             sys.exit(getattr(exc, "exit_code", 1))
         raise
+    if rv == 130:  # typer's own Ctrl-C handling (outside a command) returns 130
+        typer.echo(INTERRUPTED, err=True)
     sys.exit(rv if isinstance(rv, int) else 0)

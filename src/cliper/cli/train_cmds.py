@@ -44,8 +44,8 @@ def train(
         extra = dict(cfg.grid)
         for g in grid:
             path, values = parse_override(g)
-            if not isinstance(values, list):
-                raise CliperError(f"grid axis {g!r} needs a list of values, e.g. key=[a,b]")
+            if not isinstance(values, list) or not values:
+                raise CliperError(f"grid axis {g!r} needs a non-empty list of values, e.g. key=[a,b]")
             extra[".".join(path)] = values
         cfg = cfg.model_copy(update={"grid": extra})
     if cfg.grid:
@@ -78,16 +78,22 @@ def evaluate(
 
     if split not in ("valid", "test"):
         raise CliperError("--split must be valid or test")
+    if save_topk is not None and save_topk < 1:
+        raise CliperError(f"--save-topk must be a positive number of items, got {save_topk}")
     if weights not in ("best", "last"):
         raise CliperError("--weights must be best or last")
     cfg, data, model = load_trained(run, which=weights)
+    if save_topk is not None and save_topk > data.n_items:
+        raise CliperError(f"--save-topk {save_topk} exceeds the dataset's {data.n_items} items")
     evaluator = make_evaluator(cfg, data, next(model.parameters()).device)
     metrics = evaluator.evaluate(model, split)
     typer.echo(json.dumps({"split": split, **metrics}, indent=2))
     if save_topk:
+        from cliper.errors import writing
+
         users, top = evaluator.top_items(model, split, save_topk)
         out = Path(run) / f"topk_{split}.csv"
-        with open(out, "w", newline="", encoding="utf-8") as fh:
+        with writing(out), open(out, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(["user_id", "rank", "item_id"])
             for u, items in zip(users.tolist(), top.tolist()):

@@ -21,16 +21,19 @@ import yaml
 from pydantic import ValidationError
 
 from cliper.config.schema import RunConfig
-from cliper.errors import ConfigError
+from cliper.errors import ConfigError, DataError, reading
 
 _CONFIGS = resources.files("cliper") / "configs"
 
 
 def _read_yaml(path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        with reading(path):
+            text = path.read_text(encoding="utf-8")
+    except DataError as exc:
+        if not Path(str(path)).exists():
+            raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(str(exc)) from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

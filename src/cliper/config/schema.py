@@ -27,7 +27,7 @@ class TrainSection(_Strict):
     lr_decay_step: int = Field(50, ge=1)
     patience: int = Field(20, ge=1)
     eval_step: int = Field(1, ge=1)
-    clip_grad_norm: float | None = None
+    clip_grad_norm: float | None = Field(None, gt=0)
     checkpoint: bool = True
 
 
@@ -69,9 +69,9 @@ class FeatureSection(_Strict):
     views: list[str] | None = None
     use_image: bool = True
     use_text: bool = True
-    random_image_dim: int | None = None
-    random_text_dim: int | None = None
-    random_seed: int = 0
+    random_image_dim: int | None = Field(None, gt=0)
+    random_text_dim: int | None = Field(None, gt=0)
+    random_seed: int = Field(0, ge=0, lt=2**32)
 
     @model_validator(mode="after")
     def _one_source(self) -> "FeatureSection":
@@ -89,9 +89,9 @@ class FeatureSection(_Strict):
 
 
 class RunConfig(_Strict):
-    seed: int = 2024
+    seed: int = Field(2024, ge=0, lt=2**32)  # numpy seeds must be 0..2**32-1
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     dataset: DatasetSection = DatasetSection()
     model: dict[str, Any] = {"name": "lightgcn"}
     train: TrainSection = TrainSection()
@@ -104,6 +104,14 @@ class RunConfig(_Strict):
     def _has_name(cls, v: dict[str, Any]) -> dict[str, Any]:
         if "name" not in v or not isinstance(v["name"], str):
             raise ValueError("model.name is required")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _axes_have_values(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = [k for k, values in v.items() if not values]
+        if empty:
+            raise ValueError(f"grid axis {empty[0]!r} has no values; give at least one, e.g. {empty[0]}=[1e-4,1e-3]")
         return v
 
     @property

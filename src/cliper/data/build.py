@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +18,11 @@ import numpy as np
 import pandas as pd
 
 from cliper import __version__
+from cliper.atomic import atomic_write_text
 from cliper.data.kcore import kcore_mask
 from cliper.data.raw import ColumnMap, read_raw
 from cliper.data.splits import SPLIT_METHODS, random_split, temporal_split
-from cliper.errors import CliperError, ConfigError, DataError
+from cliper.errors import CliperError, ConfigError, DataError, writing
 from cliper.outputs import holding_output
 from cliper.provenance import file_sha256
 
@@ -62,10 +62,7 @@ def _remap(codes: np.ndarray, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so a killed build never leaves a half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _tsv(df: pd.DataFrame) -> str:
@@ -163,6 +160,8 @@ def build_dataset(
     if k_core < 0 or (item_k is not None and item_k < 0):
         raise ConfigError("k-core thresholds must be >= 0")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"output {out_dir} is a file, not a folder; choose a folder for -o/--output")
     name = name or out_dir.resolve().name
     if not name or "/" in name or "\\" in name:
         raise ConfigError(f"invalid dataset name {name!r}")
@@ -222,7 +221,8 @@ def build_dataset(
     out = out.sort_values(sort_keys, kind="mergesort").reset_index(drop=True)
 
     # -- write
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     inter_path = out_dir / f"{name}.inter"
     u_path = out_dir / "u_id_mapping.tsv"
     i_path = out_dir / "i_id_mapping.tsv"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cliper.errors import DataError
+from cliper.errors import DataError, reading
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,14 @@ class InteractionData:
         }
 
 
-def _integer_column(df: pd.DataFrame, col: str, path: Path, lines: np.ndarray) -> np.ndarray:
-    """Parse a column of non-negative integers; fail naming the first bad line (``lines[row]``)."""
+def _integer_column(
+    df: pd.DataFrame, col: str, path: Path, lines: np.ndarray, upper: int | None = None, why: str = ""
+) -> np.ndarray:
+    """Parse a column of non-negative integers <= ``upper``; fail naming the first bad line (``lines[row]``).
+
+    The range check runs before anything is sized by the largest id, so a hostile id
+    (2e9, 1e12, beyond int64) is an error in milliseconds, not a huge allocation.
+    """
     raw = df[col]
     values = pd.to_numeric(raw, errors="coerce")
     filled = values.fillna(0)
@@ -129,20 +135,31 @@ def _integer_column(df: pd.DataFrame, col: str, path: Path, lines: np.ndarray) -
         raise DataError(
             f"column {col!r} must hold non-negative integers, got {raw.iloc[row]!r}", path, int(lines[row])
         )
+    if upper is None:
+        upper, why = 2**53, "larger than any count this reader supports"
+    over = (values > upper).to_numpy()
+    if over.any():
+        row = int(np.flatnonzero(over)[0])
+        raise DataError(f"{col} {raw.iloc[row].strip()} is out of range: {why}", path, int(lines[row]))
     return values.to_numpy(dtype=np.int64)
 
 
-def _check_contiguous(ids: np.ndarray, what: str, path: Path) -> int:
-    present = np.zeros(int(ids.max()) + 1, dtype=bool)
-    present[ids] = True
-    if not present.all():
-        missing = np.flatnonzero(~present)
+def _check_contiguous(ids: np.ndarray, what: str, path: Path, lines: np.ndarray) -> int:
+    """N when ``ids`` are exactly 0..N-1; no array larger than the row count is allocated."""
+    top = int(ids.max())
+    size = min(top, ids.size - 1) + 1  # contiguous ids that all appear cannot exceed the row count
+    present = np.zeros(size, dtype=bool)
+    present[ids[ids < size]] = True
+    if top >= size or not present.all():
+        first = int(np.flatnonzero(~present)[0]) if not present.all() else size
+        never = top + 1 - int(np.unique(ids).size)
+        largest = f" (largest: {top} on line {int(lines[int(np.argmax(ids))])})" if top >= size else ""
         raise DataError(
-            f"{what} ids are not contiguous: expected 0..{present.size - 1}, "
-            f"{missing.size} id(s) never appear (first: {missing[0]}); remap ids with `cliper data build`",
+            f"{what} ids are not contiguous: expected 0..{top}, "
+            f"{never} id(s) never appear (first: {first}){largest}; remap ids with `cliper data build`",
             path,
         )
-    return int(present.size)
+    return size
 
 
 def load_inter(
@@ -159,13 +176,16 @@ def load_inter(
     may be given when the catalogue has items no interaction touches.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, not an interaction file", path)
     if not path.is_file():
         raise DataError("interaction file not found", path)
     try:
         # blank lines are read (then dropped below) so that row -> line number stays exact
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, engine="c", skip_blank_lines=False)
+        with reading(path):
+            df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, engine="c", skip_blank_lines=False)
     except pd.errors.ParserError as exc:
-        raise DataError(f"not a tab-separated table: {exc}", path) from None
+        raise DataError(f"not a tab-separated table: {' '.join(str(exc).split())}", path) from None
     except pd.errors.EmptyDataError:
         raise DataError("file is empty", path) from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -190,6 +210,15 @@ def load_inter(
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"x_label must be 0, 1 or 2 (train/valid/test), got {labels[row]}", path, int(lines[row]))
 
+    # ids first: everything below is sized by the largest id, so it must be bounded by now
+    nu = _check_contiguous(users, "user", path, lines)
+    ni = _check_contiguous(items, "item", path, lines) if n_items is None else int(n_items)
+    if n_users is not None:
+        nu = max(nu, int(n_users))
+    if items.max() >= ni:
+        row = int(np.argmax(items))
+        raise DataError(f"item id {int(items[row])} is out of range for n_items={ni}", path, int(lines[row]))
+
     # duplicate (user, item) pairs, in any split
     key = users * (int(items.max()) + 1) + items
     order = np.argsort(key, kind="stable")
@@ -202,12 +231,6 @@ def load_inter(
             int(lines[second]),
         )
 
-    nu = _check_contiguous(users, "user", path)
-    ni = _check_contiguous(items, "item", path) if n_items is None else int(n_items)
-    if n_users is not None:
-        nu = max(nu, int(n_users))
-    if items.max() >= ni:
-        raise DataError(f"item id {int(items.max())} is out of range for n_items={ni}", path)
 
     train_mask = labels == 0
     has_train = np.zeros(nu, dtype=bool)
@@ -221,6 +244,8 @@ def load_inter(
             dropped,
             np.unique(users[orphan]).size,
         )
+    if not train_mask.any():
+        raise DataError("no train interactions (x_label 0): there is nothing to train on", path)
     keep = ~orphan
     splits = {
         s: Split(users[keep & (labels == i)].copy(), items[keep & (labels == i)].copy())

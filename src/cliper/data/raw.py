@@ -13,6 +13,7 @@ import gzip
 import json
 import logging
 import re
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cliper.errors import ConfigError, DataError
+from cliper.errors import ConfigError, DataError, reading
 
 log = logging.getLogger(__name__)
 
@@ -128,29 +129,36 @@ def _read_csv(path: Path, columns: ColumnMap, sep: str | None) -> tuple[pd.DataF
         base = path.name.lower().removesuffix(".gz")
         sep = "\t" if base.endswith((".tsv", ".txt")) else ","
     try:
-        header = pd.read_csv(path, sep=sep, nrows=0, compression="infer").columns
+        with reading(path, 1):
+            first = pd.read_csv(path, sep=sep, nrows=1, header=None, dtype=str, keep_default_na=False,
+                                compression="infer")
     except pd.errors.EmptyDataError:
         raise DataError("file is empty", path) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"cannot read as {'TSV' if sep == chr(9) else 'CSV'}: {exc}", path, 1) from None
-    header = [str(c).strip() for c in header]
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"cannot read as {'TSV' if sep == chr(9) else 'CSV'}: {' '.join(str(exc).split())}",
+                        path, 1) from None
+    header = [str(c).strip() for c in first.iloc[0]]
     cols = columns.resolve(header, path, 1)
     wanted = {r: getattr(cols, r) for r in ("user", "item", "timestamp", "rating") if getattr(cols, r)}
+    twice = sorted({c for c in wanted.values() if header.count(c) > 1})
+    if twice:
+        raise DataError(f"column {twice[0]!r} appears {header.count(twice[0])} times in the header", path, 1)
     try:
-        df = pd.read_csv(
-            path,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,  # keep blank lines so row index -> line number stays exact
-            compression="infer",
-            engine="c",
-        )
+        with reading(path):
+            df = pd.read_csv(
+                path,
+                sep=sep,
+                dtype=str,
+                keep_default_na=False,
+                skip_blank_lines=False,  # keep blank lines so row index -> line number stays exact
+                compression="infer",
+                engine="c",
+            )
     except pd.errors.ParserError as exc:
         m = re.search(r"line (\d+)", str(exc))
-        raise DataError(f"malformed row: {exc}", path, int(m.group(1)) if m else None) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text: {exc}", path) from None
+        raise DataError(f"malformed row: {' '.join(str(exc).split())}", path, int(m.group(1)) if m else None) from None
+    if len(df.columns) != len(header):
+        raise DataError(f"rows have {len(df.columns)} columns but the header names {len(header)}", path)
     df.columns = header
     df = df[list(dict.fromkeys(wanted.values()))].copy()
     df["line"] = np.arange(2, len(df) + 2, dtype=np.int64)
@@ -185,6 +193,8 @@ def _read_jsonl(path: Path, columns: ColumnMap, progress: bool) -> tuple[pd.Data
                     rec = json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise DataError(f"invalid JSON: {exc.msg} (column {exc.colno})", path, lineno) from None
+                except RecursionError:
+                    raise DataError("invalid JSON: nested too deeply", path, lineno) from None
                 if not isinstance(rec, dict):
                     raise DataError(f"expected one JSON object per line, got {type(rec).__name__}", path, lineno)
                 if cols is None:
@@ -197,8 +207,9 @@ def _read_jsonl(path: Path, columns: ColumnMap, progress: bool) -> tuple[pd.Data
                     except KeyError:
                         raise DataError(f"missing field {key!r} ({role})", path, lineno) from None
                 lines.append(lineno)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"cannot read: {exc}", path, lineno or None) from None
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error, MemoryError) as exc:
+        with reading(path, lineno + 1):  # the line being read when it failed
+            raise exc
     if cols is None:
         raise DataError("file holds no JSON records", path)
     out = pd.DataFrame({r: pd.Series(v, dtype=object) for r, v in values.items()})
@@ -215,7 +226,11 @@ def _read_parquet(path: Path, columns: ColumnMap) -> tuple[pd.DataFrame, ColumnM
         raise DataError(f"cannot read as Parquet: {exc}", path) from None
     cols = columns.resolve(names, path, None)
     wanted = {r: getattr(cols, r) for r in ("user", "item", "timestamp", "rating") if getattr(cols, r)}
-    df = pd.read_parquet(path, columns=list(dict.fromkeys(wanted.values())))
+    try:
+        with reading(path):
+            df = pd.read_parquet(path, columns=list(dict.fromkeys(wanted.values())))
+    except (ValueError, TypeError, RuntimeError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise DataError(f"cannot read as Parquet: {' '.join(str(exc).split())}", path) from None
     out = pd.DataFrame({role: df[col] for role, col in wanted.items()})
     out["line"] = np.arange(1, len(out) + 1, dtype=np.int64)
     return out, cols
@@ -254,6 +269,7 @@ def parse_timestamps(s: pd.Series, fmt: str, path: Path, lines: np.ndarray) -> n
     else:
         num = pd.to_numeric(s, errors="coerce")
         num_ok = num.notna() & np.isfinite(num.fillna(0).to_numpy(dtype=np.float64))
+        num_ok &= num.abs().fillna(0) < 2**53  # beyond that seconds lose precision (and int64 overflows)
         if num_ok.all():
             arr = num.to_numpy(dtype=np.float64)
             return arr.astype(np.int64) if (arr == np.floor(arr)).all() else arr
@@ -302,6 +318,8 @@ def read_raw(
     Parquet): missing columns, empty ids, bad timestamps or ratings, nothing left after the filter.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, not a raw interaction file", path)
     if not path.is_file():
         raise DataError("raw interaction file not found", path)
     fmt = (fmt or infer_format(path)).lower()

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from cliper.atomic import atomic_write_text
 from cliper.demo import vocabulary as V
 from cliper.demo.drawing import draw_item, jpeg_bytes
 from cliper.demo.interactions import (
@@ -77,9 +78,7 @@ def _paths(root: Path) -> dict[str, Path]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    tmp.replace(path)
+    atomic_write_text(path, text)
 
 
 def _check_args(n_items: int, n_users: int, mean_interactions: float, image_size: int) -> None:

@@ -82,14 +82,20 @@ def offline_requested(local_files_only: bool | None) -> bool:
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def token_windows(ids: list[int], content_len: int, mode: str) -> list[list[int]]:
+MAX_TEXT_WINDOWS = 16  # windows kept per text in ``window`` mode (16 x 75 CLIP tokens ~ 1,200 tokens)
+
+
+def token_windows(ids: list[int], content_len: int, mode: str, max_windows: int = MAX_TEXT_WINDOWS) -> list[list[int]]:
     """Split one text's token ids (no special tokens) into windows of ``content_len``.
 
-    ``truncate`` keeps the first window only; ``window`` keeps all (an empty text is
-    one empty window). The caller averages the windows' embeddings.
+    ``truncate`` keeps the first window only; ``window`` keeps at most ``max_windows``
+    (an empty text is one empty window; the tail of a longer text is dropped, so a
+    hostile multi-megabyte description costs a bounded number of forwards). The caller
+    averages the windows' embeddings.
     """
     if content_len < 1:
         raise ValueError("content_len must be positive")
     if mode == "truncate" or len(ids) <= content_len:
         return [ids[:content_len]]
-    return [ids[i : i + content_len] for i in range(0, len(ids), content_len)]
+    end = min(len(ids), content_len * max(1, max_windows))
+    return [ids[i : i + content_len] for i in range(0, end, content_len)]

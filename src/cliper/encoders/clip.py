@@ -26,7 +26,7 @@ from cliper.encoders.base import (
     token_windows,
 )
 from cliper.encoders.device import pick_device, pick_dtype
-from cliper.errors import ConfigError
+from cliper.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,16 @@ class ClipEncoder:
         offline = offline_requested(local_files_only) or local
         dev = pick_device(device)
         torch_dtype = pick_dtype(dev, dtype)
+        if local and not (Path(name) / "config.json").is_file():
+            raise DataError("not a model folder: it has no config.json (save it with save_pretrained)", name)
         try:  # transformers loads weights from safetensors, or .bin files with torch's weights_only loader
             model = CLIPModel.from_pretrained(name, local_files_only=offline)
         except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
             hint = " (offline: the model must be in the local cache or a folder)" if offline else ""
             raise ConfigError(f"cannot load CLIP model {name!r}{hint}: {exc}".splitlines()[0]) from None
+        except Exception as exc:  # a truncated or damaged weights file (SafetensorError, RuntimeError, ...)
+            raise DataError(f"cannot load the model weights ({type(exc).__name__}: {exc})".splitlines()[0],
+                            name) from None
         try:
             processor = CLIPProcessor.from_pretrained(name, local_files_only=offline)
         except (OSError, ValueError, TypeError) as exc:

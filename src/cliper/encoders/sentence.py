@@ -74,6 +74,8 @@ class SentenceEncoder:
             model = SentenceTransformer(path, device=str(dev), local_files_only=offline_requested(local_files_only) or local)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot load sentence encoder {name!r}: {exc}".splitlines()[0]) from None
+        except Exception as exc:  # a truncated or damaged weights file (SafetensorError, RuntimeError, ...)
+            raise ConfigError(f"cannot load sentence encoder {name!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
         if dev.type == "cuda":
             model = model.half()
         return cls(model, name, folder_fingerprint(path) if local else "", long_text, batch_size)

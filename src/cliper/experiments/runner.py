@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cliper import faults
+from cliper.atomic import atomic_write_text
 from cliper.errors import CliperError
 from cliper.experiments.plan import Unit, unit_config
 from cliper.experiments.spec import ExperimentSpec
@@ -162,6 +163,4 @@ def _write_experiment(out: Path, spec: ExperimentSpec, results: list[UnitResult]
             "grid": m.get("grid"),
         })
     doc = {"kind": kind, "name": spec.name, "n_units": len(units), "n_finished": len(rows), "units": rows}
-    tmp = out / (EXPERIMENT_FILE + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    tmp.replace(out / EXPERIMENT_FILE)
+    atomic_write_text(out / EXPERIMENT_FILE, json.dumps(doc, indent=2))

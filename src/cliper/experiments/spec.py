@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cliper.config.loader import coerce_numbers
-from cliper.errors import ConfigError
+from cliper.errors import ConfigError, reading
 
 SOURCE_KEYS = ("features.store", "features.image", "features.text", "features.random_image_dim",
                "features.random_text_dim")
@@ -143,7 +143,9 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"experiment spec not found: {path}")
-    return _load_spec_text(path.read_text(encoding="utf-8"), path.resolve().parent, where=str(path))
+    with reading(path):
+        text = path.read_text(encoding="utf-8")
+    return _load_spec_text(text, path.resolve().parent, where=str(path))
 
 
 def _load_spec_text(text: str, base: Path, where: str) -> ExperimentSpec:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cliper.errors import ConfigError, DataError
+from cliper.errors import ConfigError, DataError, reading
 from cliper.fusion import ViewFusion, build_fusion
 
 MODALITIES = ("image", "text")
@@ -152,15 +152,17 @@ class ItemFeatures(nn.Module):
             if not path.is_file():
                 raise DataError(f"{name} feature file not found", path)
             try:
-                arr = np.load(path, mmap_mode="r")
+                with reading(path):
+                    arr = np.load(path, mmap_mode="r")
             except ValueError as exc:
                 raise DataError(f"not a .npy array: {exc}", path) from None
             if arr.ndim != 2:
                 raise DataError(f"{name} features must be a 2-D [items, dim] array, got shape {arr.shape}", path)
             if n_items is not None and arr.shape[0] != n_items:
                 raise DataError(f"{name} features have {arr.shape[0]} rows but the dataset has {n_items} items", path)
-            if not np.isfinite(arr).all():
-                raise DataError(f"{name} features contain NaN or infinite values", path)
+            from cliper.features.store import check_finite
+
+            check_finite(arr, path, f"{name} features", ("item row", "column"))
             arrays[name] = np.asarray(arr, dtype=np.float32)
         if not arrays:
             raise ConfigError("no feature files given (image and/or text)")

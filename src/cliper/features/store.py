@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from cliper.errors import DataError
+from cliper.errors import DataError, writing
 
 ARRAY_FILES = ("image", "image_mask", "views", "similarity", "item_ids")
 MANIFEST = "manifest.json"
@@ -55,7 +55,11 @@ _MODE = _file_mode()
 
 
 def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
+    with writing(path):
+        _atomic_write_unmapped(Path(path), write)
+
+
+def _atomic_write_unmapped(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -68,6 +72,31 @@ def _atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def find_non_finite(arr: np.ndarray, block: int = 1 << 16) -> tuple[tuple[int, ...], float] | None:
+    """(index, value) of the first NaN or infinity in ``arr``, or None; scans in row blocks so a
+    memory-mapped array is never loaded whole."""
+    if arr.dtype.kind not in "fc" or arr.size == 0:
+        return None
+    flat = arr.reshape(-1, arr.shape[-1]) if arr.ndim > 1 else arr.reshape(-1, 1)
+    for start in range(0, flat.shape[0], block):
+        part = np.asarray(flat[start : start + block])
+        bad = ~np.isfinite(part)
+        if bad.any():
+            r, c = (int(x) for x in np.argwhere(bad)[0])
+            index = np.unravel_index((start + r) * flat.shape[1] + c, arr.shape)
+            return tuple(int(i) for i in index), float(part[r, c])
+    return None
+
+
+def check_finite(arr: np.ndarray, path: Path, what: str, axes: tuple[str, ...] = ("row", "column")) -> None:
+    """DataError naming the file, row and column of the first NaN/inf (trained on, it would poison the model)."""
+    found = find_non_finite(arr)
+    if found is not None:
+        index, value = found
+        where = ", ".join(f"{a} {i}" for a, i in zip(axes, index))
+        raise DataError(f"{what} holds {value} at {where}; features must be finite numbers", path)
 
 
 class FeatureStore:
@@ -125,6 +154,14 @@ class FeatureStore:
                 problems.append(f"manifest lists {len(self.view_names)} views, views.npy has {v}")
         if problems:
             raise DataError("; ".join(problems), self.path)
+        names = self.view_names
+        check_finite(self.image, self.path / "image.npy", "image features", ("item row", "column"))
+        check_finite(self.similarity, self.path / "similarity.npy", "view-image similarities", ("item row", "view"))
+        found = find_non_finite(self.views)
+        if found is not None:
+            (v, row, col), value = found
+            raise DataError(f"view {names[v]!r} (index {v}) holds {value} at item row {row}, column {col}; "
+                            "features must be finite numbers", self.path / "views.npy")
 
     @property
     def image(self) -> np.ndarray:

@@ -57,6 +57,17 @@ class FinetuneConfig:
             raise ConfigError(f"lr must be positive (got {self.lr})")
         if self.keep_checkpoints < 1:
             raise ConfigError("keep_checkpoints must be >= 1")
+        for name in ("image_size", "patch_size", "hidden_size", "layers", "heads", "projection_dim", "bpe_merges"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.max_text_length < 3:
+            raise ConfigError(f"max_text_length must be >= 3: start, end and one token (got {self.max_text_length})")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 (got {self.threads})")
+        if self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ConfigError("weight_decay and warmup_epochs must be >= 0")
+        if not 0 <= self.held_out_fraction < 1:
+            raise ConfigError(f"held_out_fraction must be in [0, 1) (got {self.held_out_fraction})")
         if self.tokenizer not in ("catalog", "bytes"):
             raise ConfigError(f"tokenizer must be 'catalog' or 'bytes' (got {self.tokenizer!r})")
         if self.hidden_size % self.heads:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from cliper.atomic import atomic_write
 from cliper.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,5 @@ def build_user_graph(
     if counts is None or counts.shape != (train.shape[0], train.shape[0]):
         counts = co_occurrence_topk(train, k, chunk_users)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            sp.save_npz(tmp, counts)
-            tmp.replace(path)
+            atomic_write(path, lambda fh: sp.save_npz(fh, counts), suffix=".tmp.npz")
     return neighbour_weights(counts, weighting)

@@ -8,11 +8,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from cliper.images.load import MAX_IMAGE_BYTES
+
 USER_AGENT = "cliper-image-fetch/0.1"
 
 
 def download_url(url: str, dest: str | Path, timeout: float = 10.0, retries: int = 2, backoff: float = 0.5,
-                 max_bytes: int = 20_000_000) -> str | None:
+                 max_bytes: int = MAX_IMAGE_BYTES) -> str | None:
     """Fetch ``url`` into ``dest``; return None on success or the last error as text.
 
     Retries on network errors and 5xx/429 answers (``backoff * 2**attempt`` seconds

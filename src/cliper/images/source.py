@@ -12,7 +12,7 @@ from typing import Protocol
 
 from cliper.errors import ConfigError
 from cliper.images.download import download_url
-from cliper.images.load import ImageFailure
+from cliper.images.load import MAX_IMAGE_BYTES, ImageFailure
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 
@@ -76,6 +76,9 @@ class LocalImageSource:
         if p is None:
             return ImageFailure("no_file")
         try:
+            size = p.stat().st_size
+            if size > MAX_IMAGE_BYTES:  # never read a huge file into memory
+                return ImageFailure("too_large", f"{p}: {size} bytes (limit {MAX_IMAGE_BYTES})")
             return _bytes(p.read_bytes(), str(p))
         except OSError as exc:
             return ImageFailure("corrupt", f"unreadable: {exc}")

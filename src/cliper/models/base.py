@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.data.interactions import TrainView
@@ -25,8 +25,8 @@ class ModelParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    embedding_dim: int = 64
-    reg_weight: float = 1e-4
+    embedding_dim: PositiveInt = 64
+    reg_weight: NonNegativeFloat = 1e-4
 
 
 @dataclass(frozen=True)

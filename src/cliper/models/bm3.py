@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import bipartite_graph
@@ -34,7 +34,7 @@ from cliper.models.registry import register
 
 
 class BM3Params(ModelParams):
-    embedding_dim: int = 64  # ID embedding and projection size
+    embedding_dim: PositiveInt = 64  # ID embedding and projection size
     n_layers: int = Field(1, ge=0)  # LightGCN layers
     dropout: float = Field(0.3, ge=0.0, lt=1.0)  # latent embedding dropout of the target view
     reg_weight: float = Field(0.1, ge=0.0)  # weight of the norm penalty on the online embeddings

@@ -7,6 +7,7 @@ Matrix factorisation scored by the dot product, trained with the BPR criterion
 from __future__ import annotations
 
 import torch
+from pydantic import NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
@@ -15,8 +16,8 @@ from cliper.models.registry import register
 
 
 class BPRParams(ModelParams):
-    embedding_dim: int = 64  # latent factors
-    reg_weight: float = 1e-4  # L2 on the batch's user/item embeddings
+    embedding_dim: PositiveInt = 64  # latent factors
+    reg_weight: NonNegativeFloat = 1e-4  # L2 on the batch's user/item embeddings
 
 
 @register

@@ -31,7 +31,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph
@@ -42,12 +42,12 @@ from cliper.models.registry import register
 
 
 class DualGNNParams(ModelParams):
-    embedding_dim: int = 64  # modality representation size (MMRec dim_latent)
+    embedding_dim: PositiveInt = 64  # modality representation size (MMRec dim_latent)
     hidden_multiplier: int = Field(4, ge=1)  # feature MLP hidden width = multiplier * embedding_dim
     n_layers: int = Field(2, ge=0)  # propagations on the user-item graph (x + Ax + A^2x)
     k: int = Field(10, ge=1)  # neighbours per user in the co-occurrence graph
     user_weighting: Literal["softmax", "mean"] = "softmax"  # neighbour weights in the user graph
-    reg_weight: float = 1e-4  # L2 on batch preferences + fusion weights (MMRec grid 0.1 ... 1e-5)
+    reg_weight: NonNegativeFloat = 1e-4  # L2 on batch preferences + fusion weights (MMRec grid 0.1 ... 1e-5)
     loss_log_base_2: bool = True  # -mean log2 sigmoid, as the reference implementation
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, normalized_bipartite
@@ -40,8 +40,8 @@ from cliper.models.registry import register
 
 
 class FREEDOMParams(ModelParams):
-    embedding_dim: int = 64  # ID embedding size (MMRec embedding_size)
-    feat_embed_dim: int = 64  # projection size of each modality's features
+    embedding_dim: PositiveInt = 64  # ID embedding size (MMRec embedding_size)
+    feat_embed_dim: PositiveInt = 64  # projection size of each modality's features
     n_ui_layers: int = Field(2, ge=0)  # LightGCN layers on the user-item graph
     n_mm_layers: int = Field(1, ge=0)  # convolutions on the frozen item-item graph
     knn_k: int = Field(10, ge=1)  # neighbours per item in the kNN graphs
@@ -49,7 +49,7 @@ class FREEDOMParams(ModelParams):
     dropout: float = Field(0.8, ge=0.0, lt=1.0)  # fraction of user-item edges pruned each epoch
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of the modality-alignment BPR losses
     train_features: bool = False  # MMRec trains the raw feature tables; off by default (see docs)
-    knn_chunk_size: int | None = None  # rows per similarity block (None: ~64 MiB blocks)
+    knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
 
 
 @register

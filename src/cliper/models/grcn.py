@@ -34,7 +34,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.graphs.edge_weights import EdgePattern
@@ -44,15 +44,15 @@ from cliper.models.registry import register
 
 
 class GRCNParams(ModelParams):
-    embedding_dim: int = 64  # ID embedding size
-    latent_dim: int = 64  # modality prototype / projected feature size (MMRec latent_embedding)
+    embedding_dim: PositiveInt = 64  # ID embedding size
+    latent_dim: PositiveInt = 64  # modality prototype / projected feature size (MMRec latent_embedding)
     n_routing: int = Field(3, ge=0)  # routing iterations refining user prototypes (MMRec n_layers)
     id_layers: int = Field(2, ge=1)  # graph convolution layers on the refined graph
     weight_mode: Literal["confid", "max", "mean"] = "confid"  # how modality affinities combine per edge
     pruning: bool = True  # ReLU on edge weights (drop negative edges)
     fusion: Literal["concat", "id"] = "concat"  # final representation
     content_activation: bool = False  # LeakyReLU on the content convolution output (MMRec has_act=False)
-    reg_weight: float = 1e-4  # L2 on batch ID embeddings + preference vectors (MMRec grid 0.1 ... 1e-5)
+    reg_weight: NonNegativeFloat = 1e-4  # L2 on batch ID embeddings + preference vectors (MMRec grid 0.1 ... 1e-5)
 
 
 class ContentRefiner(nn.Module):

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph
@@ -46,8 +46,8 @@ from cliper.models.registry import register
 
 
 class LATTICEParams(ModelParams):
-    embedding_dim: int = 64  # ID embedding size
-    feat_embed_dim: int = 64  # size of the projected features the learned graph is built from
+    embedding_dim: PositiveInt = 64  # ID embedding size
+    feat_embed_dim: PositiveInt = 64  # size of the projected features the learned graph is built from
     n_ui_layers: int = Field(2, ge=0)  # LightGCN layers (MMRec: len(weight_size) = 2)
     n_item_layers: int = Field(1, ge=0)  # item-item convolutions (MMRec n_layers)
     knn_k: int = Field(10, ge=1)  # neighbours per item
@@ -55,7 +55,7 @@ class LATTICEParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # MMRec grid [0, 1e-5, 1e-4, 1e-3]
     ui_normalization: Literal["rw_self_loop", "sym"] = "rw_self_loop"  # D^-1(A+I) as MMRec, or D^-1/2 A D^-1/2
     train_features: bool = False  # MMRec trains the raw feature tables (they only reach the graph once per epoch)
-    knn_chunk_size: int | None = None  # rows per similarity block (None: ~64 MiB blocks)
+    knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
 
 
 def _rw_self_loop(train: sp.csr_matrix) -> sp.csr_matrix:

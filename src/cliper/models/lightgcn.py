@@ -9,6 +9,7 @@ dot-product scores, BPR loss with L2 on the batch's layer-0 embeddings (Eq. 15).
 from __future__ import annotations
 
 import torch
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import bipartite_graph
@@ -18,9 +19,9 @@ from cliper.models.registry import register
 
 
 class LightGCNParams(ModelParams):
-    embedding_dim: int = 64
-    n_layers: int = 2  # propagation depth K
-    reg_weight: float = 1e-4  # lambda of Eq. 15
+    embedding_dim: PositiveInt = 64
+    n_layers: NonNegativeInt = 2  # propagation depth K
+    reg_weight: NonNegativeFloat = 1e-4  # lambda of Eq. 15
 
 
 @register

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph
@@ -43,13 +43,13 @@ from cliper.models.registry import register
 
 
 class MMGCNParams(ModelParams):
-    embedding_dim: int = 64  # ID embedding / output size of every combination layer
+    embedding_dim: PositiveInt = 64  # ID embedding / output size of every combination layer
     n_layers: int = Field(3, ge=1)  # graph layers per modality (MMRec's code runs 3)
-    image_latent_dim: int | None = 256  # project image features to this width first (None: raw)
-    text_latent_dim: int | None = None  # MMRec feeds text features unprojected
+    image_latent_dim: PositiveInt | None = 256  # project image features to this width first (None: raw)
+    text_latent_dim: PositiveInt | None = None  # MMRec feeds text features unprojected
     aggregation: Literal["mean", "add"] = "mean"  # neighbourhood aggregation of Eq. 1
     combination: Literal["concat", "add"] = "concat"  # g_co of Eq. 6
-    reg_weight: float = 1e-4  # L2 on batch ID embeddings + preference vectors (MMRec grid 0 ... 0.1)
+    reg_weight: NonNegativeFloat = 1e-4  # L2 on batch ID embeddings + preference vectors (MMRec grid 0 ... 0.1)
     negative_slope: float = 0.01  # LeakyReLU slope
 
 

@@ -34,7 +34,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import bipartite_graph
@@ -45,7 +45,7 @@ from cliper.models.registry import register
 
 
 class SLMRecParams(ModelParams):
-    embedding_dim: int = 64  # MMRec recdim
+    embedding_dim: PositiveInt = 64  # MMRec recdim
     n_layers: int = Field(3, ge=0)  # LightGCN layers (layer_num)
     temp: float = Field(0.2, gt=0)  # temperature of the main in-batch softmax
     ssl_task: Literal["FAC", "FD", "FM", "FD+FM"] = "FAC"  # self-supervised task

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
@@ -21,9 +22,9 @@ from cliper.models.registry import register
 
 
 class VBPRParams(ModelParams):
-    embedding_dim: int = 64  # size of gamma_i and of E f_i (the user vector is twice this)
-    reg_weight: float = 1e-4  # L2 on the batch's user/item vectors (MMRec grid 2.0 ... 1e-5)
-    dropout: float = 0.0  # dropout on user/item vectors during training (MMRec's forward, 0 by default)
+    embedding_dim: PositiveInt = 64  # size of gamma_i and of E f_i (the user vector is twice this)
+    reg_weight: NonNegativeFloat = 1e-4  # L2 on the batch's user/item vectors (MMRec grid 2.0 ... 1e-5)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on user/item vectors during training (MMRec's forward, 0 by default)
 
 
 @register

@@ -71,7 +71,12 @@ def load_dataset(cfg: RunConfig) -> InteractionData:
     if not cfg.dataset.path:
         raise ConfigError("no dataset: pass --dataset DIR or set dataset.path")
     inter = find_inter(cfg.dataset.path)
-    return load_inter(inter, name=cfg.dataset.name or inter.stem)
+    data = load_inter(inter, name=cfg.dataset.name or inter.stem)
+    for label, split in enumerate(("valid", "test"), 1):
+        if len(data.split(split)) == 0:  # early stopping / the reported metrics would be silently 0
+            raise DataError(f"no {split} interactions (x_label {label}) for users with train items; "
+                            "training needs both to select and report (split it with `cliper data build`)", inter)
+    return data
 
 
 def build_features(cfg: RunConfig, n_items: int) -> ItemFeatures | None:

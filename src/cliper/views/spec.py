@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cliper.errors import ConfigError
+from cliper.errors import ConfigError, reading
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 GLOBAL_KEYS = ("all", "views")
@@ -151,7 +151,8 @@ def load_view_set(spec: str | Path | None) -> ViewSet:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with reading(path):
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({exc})") from None
     return view_set_from_dict(data, str(path))
