@@ -7,10 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from cliper.serving.app import create_app
-from cliper.serving.bundle import load_bundle
+pytest.importorskip("fastapi", reason="the serve extra is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from cliper.serving.app import create_app  # noqa: E402
+from cliper.serving.bundle import load_bundle  # noqa: E402
 
 
 @pytest.fixture(scope="module")

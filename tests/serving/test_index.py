@@ -45,6 +45,7 @@ def _clustered(n, d, n_users, seed=0):
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_faiss_index_reaches_its_measured_recall_and_excludes_seen(tmp_path, kind):
+    pytest.importorskip("faiss", reason="the faiss extra is not installed")
     items, users, indptr, indices = _clustered(4000, 16, 300)
     doc = build_faiss_index(items, users, indptr, indices, kind, tmp_path / "index.faiss", k=10,
                             target_recall=0.95, n_queries=100)

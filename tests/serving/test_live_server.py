@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("uvicorn", reason="the serve extra is not installed")
+
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img" / "serving-page.png"
 
 

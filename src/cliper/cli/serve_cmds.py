@@ -47,6 +47,7 @@ def serve(
     port: int = typer.Option(8000, "--port", help="TCP port."),
     index: str = typer.Option("bundle", "--index", help="bundle (the bundle's own index) or exact."),
     no_search: bool = typer.Option(False, "--no-search", help="Do not load the CLIP text tower (faster start, no /v1/search)."),
+    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes (each loads the bundle; metrics are per worker)."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Serve a bundle over HTTP: JSON API under /v1, docs at /docs, a web page at /."""
@@ -57,12 +58,24 @@ def serve(
 
     if not 0 < port < 65536:
         raise CliperError("--port must be in 1..65535")
+    if not 1 <= workers <= 64:
+        raise CliperError("--workers must be in 1..64")
     try:
-        api = create_app(bundle, index=index, load_encoder=not no_search)
+        api = create_app(bundle, index=index, load_encoder=not no_search)  # verified here, in the parent, first
     except BundleError:
         raise
     except ValueError as exc:
         raise CliperError(str(exc)) from None
+    options = dict(host=host, port=port, log_level=log_level, access_log=False,
+                   h11_max_incomplete_event_size=2 * 1024 * 1024, limit_concurrency=1024, timeout_keep_alive=30)
     typer.echo(f"serving {bundle} on http://{host}:{port}/ (API docs: /docs)")
-    uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False,
-                h11_max_incomplete_event_size=2 * 1024 * 1024, limit_concurrency=1024, timeout_keep_alive=30)
+    if workers == 1:
+        uvicorn.run(api, **options)
+        return
+    import os
+
+    from cliper.serving.app import ENV_BUNDLE, ENV_INDEX, ENV_SEARCH
+
+    del api
+    os.environ.update({ENV_BUNDLE: str(Path(bundle).resolve()), ENV_INDEX: index, ENV_SEARCH: "0" if no_search else "1"})
+    uvicorn.run("cliper.serving.app:app_from_env", factory=True, workers=workers, **options)

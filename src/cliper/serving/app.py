@@ -455,6 +455,17 @@ def create_app(bundle: Bundle | str | Path, index: str = "bundle", load_encoder:
     return app
 
 
+ENV_BUNDLE, ENV_INDEX, ENV_SEARCH = "CLIPER_SERVE_BUNDLE", "CLIPER_SERVE_INDEX", "CLIPER_SERVE_SEARCH"
+
+
+def app_from_env() -> FastAPI:
+    """App factory for multi-worker uvicorn (each worker verifies and loads the bundle named by the environment)."""
+    import os
+
+    return create_app(os.environ[ENV_BUNDLE], index=os.environ.get(ENV_INDEX, "bundle"),
+                      load_encoder=os.environ.get(ENV_SEARCH, "1") == "1")
+
+
 _COLOURS = ("#c9d6df", "#f3d1c4", "#d8e2c1", "#e4d3ee", "#f6e7b5", "#cfe3e8")
 
 
