@@ -197,3 +197,21 @@ def test_json_is_valid_for_unicode_ids_and_titles(tmp_path):
     thumb = json.loads(client.get(f"/v1/items/{quote('é#?', safe='')}").text)["thumbnail"]
     r = client.get(thumb)
     assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
+
+
+def test_fast_path_answers_exactly_as_the_fastapi_route(demo_bundle, client, bundle):
+    slow = TestClient(create_app(demo_bundle, load_encoder=False, fast_path=False))
+    for uid in bundle.user_ids[:5]:
+        for qs in ("", "?k=7", "?k=7&exclude_seen=false", "?exclude_seen=0&k=3", "?k=1000", "?exclude_seen=YES"):
+            path = f"/v1/users/{uid}/recommendations{qs}"
+            fast, ref = client.get(path), slow.get(path)
+            assert fast.status_code == ref.status_code == 200
+            assert fast.content == ref.content and fast.headers["content-type"] == ref.headers["content-type"]
+    # whatever the fast path does not take falls through to FastAPI's validation
+    for qs in ("?k=07x", "?k=1001", "?exclude_seen=maybe", "?k=%FF", "?k=5&k=6", "?k=4&other=1"):
+        path = f"/v1/users/{bundle.user_ids[0]}/recommendations{qs}"
+        fast, ref = client.get(path), slow.get(path)
+        assert fast.status_code == ref.status_code and fast.content == ref.content
+        assert fast.status_code == (200 if "k=5" in qs or "other" in qs else 422)
+    assert client.get("/v1/users/NOBODY/recommendations?k=3").json() == slow.get("/v1/users/NOBODY/recommendations?k=3").json()
+    assert 'route="/v1/users/{user_id}/recommendations",status="200"' in client.get("/metrics").text

@@ -18,14 +18,13 @@ EMPTY = np.zeros(0, dtype=np.int64)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the ``k`` highest finite scores, best first, ties by lowest row (scores are modified: none)."""
+    """Rows of the ``k`` highest finite scores, best first, ties by lowest row (``scores`` is not modified)."""
     n = scores.shape[0]
     k = min(k, n)
     if k <= 0:
         return EMPTY
     if k < n:
-        part = np.argpartition(-scores, k - 1)[:k]
-        threshold = scores[part].min()
+        threshold = np.partition(scores, n - k)[n - k]  # the k-th highest score (values only: cheaper than argpartition)
         cand = np.flatnonzero(scores >= threshold)  # k rows, more when the k-th score is tied
     else:
         cand = np.arange(n)
