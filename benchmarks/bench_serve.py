@@ -33,18 +33,20 @@ from results_io import write_result  # noqa: E402
 
 
 def generate_bundle(out: Path, n_items: int, n_users: int, dim: int, index: str, seed: int = 0) -> Path:
-    """A synthetic bundle: items around 1,000 centres (trained embeddings cluster), users near centres."""
+    """A synthetic bundle: items scattered around 2,000 centres (trained embeddings cluster, loosely),
+    users near centres. Noise is set so IVF needs a real probe count, not one cell, to reach 0.95."""
     from cliper.serving.bundle import BundleContent, write_bundle
 
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((1000, dim)).astype(np.float32)
+    n_centres = 2000
+    centres = rng.standard_normal((n_centres, dim)).astype(np.float32)
     items = np.empty((n_items, dim), np.float32)
     step = 100_000
     for a in range(0, n_items, step):  # in blocks: bounded temporaries
         b = min(a + step, n_items)
-        items[a:b] = centres[rng.integers(0, 1000, b - a)] + 0.35 * rng.standard_normal((b - a, dim)).astype(np.float32)
-    users = (centres[rng.integers(0, 1000, n_users)]
-             + 0.5 * rng.standard_normal((n_users, dim)).astype(np.float32)).astype(np.float32)
+        items[a:b] = centres[rng.integers(0, n_centres, b - a)] + 0.55 * rng.standard_normal((b - a, dim)).astype(np.float32)
+    users = (centres[rng.integers(0, n_centres, n_users)]
+             + 0.65 * rng.standard_normal((n_users, dim)).astype(np.float32)).astype(np.float32)
     lengths = rng.integers(1, 12, n_users)
     rows = [np.sort(rng.choice(n_items, size=int(m), replace=False)) for m in lengths]  # unique per user
     indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)

@@ -168,7 +168,7 @@ def test_oversized_and_malformed_requests(client, bundle):
 def test_health_metrics_docs_and_page(client):
     h = client.get("/healthz").json()
     assert h["status"] == "ok" and h["index"]["kind"] == "exact" and h["search"]["available"] is True
-    assert h["bundle"]["source"]["model"] == "vbpr"
+    assert h["bundle"]["model"] == "vbpr" and len(h["bundle"]["dataset_sha256"]) == 64 and "path" not in h["bundle"]
     client.get("/v1/users/NOBODY")
     text = client.get("/metrics").text
     assert 'cliper_http_requests_total{method="GET",route="/v1/users/{user_id}",status="404"}' in text
@@ -215,3 +215,32 @@ def test_fast_path_answers_exactly_as_the_fastapi_route(demo_bundle, client, bun
         assert fast.status_code == (200 if "k=5" in qs or "other" in qs else 422)
     assert client.get("/v1/users/NOBODY/recommendations?k=3").json() == slow.get("/v1/users/NOBODY/recommendations?k=3").json()
     assert 'route="/v1/users/{user_id}/recommendations",status="200"' in client.get("/metrics").text
+
+
+def test_a_faiss_bundle_serves_from_its_index_and_reports_recall(tmp_path):
+    pytest.importorskip("faiss")
+    from cliper.serving.bundle import BundleContent, write_bundle
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((30, 8)).astype(np.float32)
+    items = (centres[rng.integers(0, 30, 3000)] + 0.3 * rng.standard_normal((3000, 8))).astype(np.float32)
+    users = (centres[rng.integers(0, 30, 200)] + 0.3 * rng.standard_normal((200, 8))).astype(np.float32)
+    seen = [np.sort(rng.choice(3000, 5, replace=False)) for _ in range(200)]
+    c = BundleContent(users=users, items=items, user_ids=[f"u{i}" for i in range(200)],
+                      item_ids=[f"i{i}" for i in range(3000)], seen_indptr=np.arange(0, 1001, 5),
+                      seen_indices=np.concatenate(seen))
+    out = write_bundle(c, tmp_path / "b", index="ivf", index_options={"k": 10, "target_recall": 0.9, "n_queries": 50})
+    client = TestClient(create_app(out))
+    h = client.get("/healthz").json()["index"]
+    assert h["kind"] == "ivf" and h["recall"]["value"] >= 0.9 and h["params"]["nprobe"] >= 1
+    hits = 0
+    for u in range(20):
+        got = [it["item_id"] for it in client.get(f"/v1/users/u{u}/recommendations", params={"k": 10}).json()["items"]]
+        s = items @ users[u]
+        s[seen[u]] = -np.inf
+        truth = [f"i{i}" for i in np.argsort(-s)[:10]]
+        assert not set(got) & {f"i{i}" for i in seen[u]} and len(got) == 10
+        hits += len(set(got) & set(truth))
+    assert hits / 200 >= 0.8
+    exact = TestClient(create_app(out, index="exact"))
+    assert exact.get("/healthz").json()["index"]["kind"] == "exact"

@@ -49,14 +49,17 @@ def test_exported_run_scores_equal_full_sort_predict_and_ids_are_raw(demo_run, d
     assert b.clip_image.shape == (data.n_items, m["encoder"]["dim"])
 
 
-@pytest.mark.parametrize("model", ["bpr", "lightgcn", "freedom"])
-def test_other_backbones_export_their_dot_products(tmp_path, model):
+@pytest.mark.parametrize("model", ["bpr", "lightgcn", "mmgcn", "grcn", "dualgnn", "lattice", "slmrec", "bm3",
+                                   "freedom"])
+def test_every_backbone_exports_its_dot_products(demo_store, tmp_path, model):
+    """VBPR is the shared demo run above; every other backbone here, one epoch on the same store."""
     from cliper.serving.export import export_run
     from cliper.training.runner import load_trained
     from conftest import train_demo_run
 
-    _, run = train_demo_run(tmp_path, model=model, n_items=40, n_users=50, epochs=2)
-    b = load_bundle(export_run(run, tmp_path / "b"))
+    _, cat, store = demo_store
+    _, run = train_demo_run(tmp_path, model=model, epochs=1, cat=cat, store=store)
+    b = load_bundle(export_run(run, tmp_path / "b", with_encoder=False))
     _, data, m = load_trained(run)
     m.eval()
     with torch.no_grad():
@@ -141,3 +144,15 @@ def test_export_cli_refuses_a_folder_that_is_not_a_run(tmp_path):
                         str(tmp_path / "b")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
     shutil.rmtree(tmp_path / "b", ignore_errors=True)
+
+
+def test_serve_cli_refuses_a_damaged_bundle_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    out = write_bundle(_content(), tmp_path / "b")
+    (out / "ids.json").write_text("{}")
+    r = subprocess.run([sys.executable, "-c", "from cliper.cli.main import main; main()", "serve", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: bundle file ids.json does not match")
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -204,8 +204,7 @@ class Service:
         m = self.bundle.manifest
         return {
             "status": "ok",
-            "bundle": {"path": str(self.bundle.path), "format": m.get("format"), "created": m.get("created"),
-                       "cliper_version": m.get("cliper_version"), "source": m.get("source")},
+            "bundle": _provenance(m),
             "users": self.bundle.n_users,
             "items": self.bundle.n_items,
             "dim": int(self.bundle.items.shape[1]),
@@ -213,6 +212,17 @@ class Service:
             "search": {"available": self.encoder is not None, "reason": self.encoder_error},
             "has": m.get("has"),
         }
+
+
+def _provenance(m: dict[str, Any]) -> dict[str, Any]:
+    """What /healthz tells about a bundle: provenance and hashes, not the training machine's paths."""
+    src = m.get("source") or {}
+    store = src.get("feature_store") or {}
+    return {"format": m.get("format"), "created": m.get("created"), "cliper_version": m.get("cliper_version"),
+            "model": src.get("model"), "dataset": (src.get("dataset") or {}).get("name"),
+            "dataset_sha256": (src.get("dataset") or {}).get("sha256"),
+            "feature_store_manifest_sha256": store.get("manifest_sha256"), "best_epoch": src.get("best_epoch"),
+            "generated": src.get("generated", False)}
 
 
 class Guard:
