@@ -33,20 +33,21 @@ from results_io import write_result  # noqa: E402
 
 
 def generate_bundle(out: Path, n_items: int, n_users: int, dim: int, index: str, seed: int = 0) -> Path:
-    """A synthetic bundle: items scattered around 2,000 centres (trained embeddings cluster, loosely),
-    users near centres. Noise is set so IVF needs a real probe count, not one cell, to reach 0.95."""
+    """A synthetic bundle: items in small clusters (about 50 items per centre; trained embeddings cluster
+    loosely), users near centres, so a user's top-20 spans several IVF cells and the index needs a
+    real probe count (not one cell) to reach recall 0.95."""
     from cliper.serving.bundle import BundleContent, write_bundle
 
     rng = np.random.default_rng(seed)
-    n_centres = 2000
+    n_centres = max(100, n_items // 50)
     centres = rng.standard_normal((n_centres, dim)).astype(np.float32)
     items = np.empty((n_items, dim), np.float32)
     step = 100_000
     for a in range(0, n_items, step):  # in blocks: bounded temporaries
         b = min(a + step, n_items)
-        items[a:b] = centres[rng.integers(0, n_centres, b - a)] + 0.55 * rng.standard_normal((b - a, dim)).astype(np.float32)
+        items[a:b] = centres[rng.integers(0, n_centres, b - a)] + 0.5 * rng.standard_normal((b - a, dim)).astype(np.float32)
     users = (centres[rng.integers(0, n_centres, n_users)]
-             + 0.65 * rng.standard_normal((n_users, dim)).astype(np.float32)).astype(np.float32)
+             + 0.7 * rng.standard_normal((n_users, dim)).astype(np.float32)).astype(np.float32)
     lengths = rng.integers(1, 12, n_users)
     rows = [np.sort(rng.choice(n_items, size=int(m), replace=False)) for m in lengths]  # unique per user
     indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int64)

@@ -97,15 +97,20 @@ def _apply_params(index, kind: str, params: dict[str, Any]) -> None:
         index.hnsw.efSearch = int(params.get("ef_search", 64))
 
 
-def recall_at_k(exact: ExactIndex, approx, queries: np.ndarray, excludes: list[np.ndarray], k: int) -> float:
-    """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k|."""
+def recall_at_k(exact: ExactIndex | list[set[int]], approx, queries: np.ndarray, excludes: list[np.ndarray],
+                k: int) -> float:
+    """Mean over queries of |approx top-k ∩ exact top-k| / |exact top-k| (``exact``: an index or its answers)."""
+    truths = exact if isinstance(exact, list) else exact_answers(exact, queries, excludes, k)
     hits, total = 0, 0
-    for q, ex in zip(queries, excludes):
-        truth = set(exact.search(q, k, ex)[0].tolist())
+    for truth, q, ex in zip(truths, queries, excludes):
         got = set(approx.search(q, k, ex)[0].tolist())
         hits += len(truth & got)
         total += len(truth)
     return hits / max(total, 1)
+
+
+def exact_answers(exact: ExactIndex, queries: np.ndarray, excludes: list[np.ndarray], k: int) -> list[set[int]]:
+    return [set(exact.search(q, k, ex)[0].tolist()) for q, ex in zip(queries, excludes)]
 
 
 def build_faiss_index(items: np.ndarray, users: np.ndarray, seen_indptr: np.ndarray, seen_indices: np.ndarray,
@@ -127,9 +132,10 @@ def build_faiss_index(items: np.ndarray, users: np.ndarray, seen_indptr: np.ndar
     rng = np.random.default_rng(seed)
     x = np.ascontiguousarray(items, dtype=np.float32)
     if kind == "ivf":
-        nlist = int(nlist or max(1, min(int(np.sqrt(n)), n // 39 or 1)))
+        nlist = int(nlist or max(1, min(4 * int(np.sqrt(n)), n // 39 or 1)))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10  # k-means iterations: enough for coarse cells, bounded build time
         train = x if n <= 40 * nlist else x[rng.choice(n, 40 * nlist, replace=False)]
         index.train(train)
         index.add(x)
@@ -146,13 +152,13 @@ def build_faiss_index(items: np.ndarray, users: np.ndarray, seen_indptr: np.ndar
     sample = rng.choice(users.shape[0], size=min(n_queries, users.shape[0]), replace=False)
     queries = users[sample]
     excludes = [seen_indices[seen_indptr[u]:seen_indptr[u + 1]] for u in sample]
-    exact = ExactIndex(x)
+    truths = exact_answers(ExactIndex(x), queries, excludes, k)  # once, not per tried setting
     tried = []
     params: dict[str, Any] = {}
     recall = 0.0
     for name, value in ladder:
         params = {name: value}
-        recall = recall_at_k(exact, FaissIndex(index, kind, n, params), queries, excludes, k)
+        recall = recall_at_k(truths, FaissIndex(index, kind, n, params), queries, excludes, k)
         tried.append({name: value, "recall": round(recall, 4)})
         if recall >= target_recall:
             break
