@@ -60,6 +60,22 @@ def generate_bundle(out: Path, n_items: int, n_users: int, dim: int, index: str,
     return write_bundle(content, out, index=index, index_options={"k": 20, "target_recall": 0.95}, overwrite=True)
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of the server process and its worker children (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1] is the parent pid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -123,13 +139,15 @@ def main() -> None:
     ap.add_argument("--generate-items", type=int, default=1_000_000)
     ap.add_argument("--generate-users", type=int, default=20_000)
     ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--index", default="exact", help="generated bundle: exact, ivf or hnsw; given bundle: bundle or exact")
+    ap.add_argument("--index", default=None,
+                    help="generated bundle: exact (default), ivf or hnsw; given bundle: bundle (default, its own index) or exact")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the server")
+    ap.add_argument("--keep-bundle", type=Path, default=None, help="write the generated bundle here and keep it")
     ap.add_argument("--name", default=None, help="result name (default bench_serve_<items>_<index>)")
     ap.add_argument("--out-dir", default=None)
     args = ap.parse_args()
@@ -137,14 +155,18 @@ def main() -> None:
     tmp = None
     t_build = None
     if args.bundle is None:
-        tmp = tempfile.TemporaryDirectory(prefix="bench-serve-")
+        if args.keep_bundle is None:
+            tmp = tempfile.TemporaryDirectory(prefix="bench-serve-")
+        target = args.keep_bundle or Path(tmp.name) / "bundle"
         t = time.perf_counter()
-        bundle = generate_bundle(Path(tmp.name) / "bundle", args.generate_items, args.generate_users, args.dim, args.index)
+        bundle = generate_bundle(target, args.generate_items, args.generate_users, args.dim, args.index or "exact")
         t_build = time.perf_counter() - t
         serve_index = "bundle"
     else:
         bundle = args.bundle
-        serve_index = args.index if args.index in ("bundle", "exact") else "bundle"
+        serve_index = args.index or "bundle"
+        if serve_index not in ("bundle", "exact"):
+            ap.error("--index with --bundle is bundle or exact")
     manifest = json.loads((bundle / "manifest.json").read_text())
     user_ids = json.loads((bundle / "ids.json").read_text())["users"]
     port = _free_port()
@@ -158,7 +180,9 @@ def main() -> None:
         sample = rng.sample(user_ids, min(5000, len(user_ids)))
         paths = [f"/v1/users/{quote(u, safe='')}/recommendations?k={args.k}" for u in sample]
         asyncio.run(drive(port, paths, min(args.concurrency, 8), args.warmup, 30))  # warm caches, not counted
+        cpu0, client0 = server_cpu_seconds(proc.pid), time.process_time()
         lat, errors, wall = asyncio.run(drive(port, paths, args.concurrency, args.requests, args.seconds))
+        server_cpu, client_cpu = server_cpu_seconds(proc.pid) - cpu0, time.process_time() - client0
         alive = proc.poll() is None
     finally:
         proc.terminate()
@@ -174,13 +198,17 @@ def main() -> None:
         "concurrency": args.concurrency, "workers": args.workers, "requests": len(lat), "errors": len(errors),
         "requests_per_s": round(len(lat) / wall, 1), "p50_ms": round(float(np.percentile(lat_ms, 50)), 2),
         "p95_ms": round(float(np.percentile(lat_ms, 95)), 2), "p99_ms": round(float(np.percentile(lat_ms, 99)), 2),
+        "server_cpu_ms_per_request": round(server_cpu / max(len(lat), 1) * 1e3, 3),
+        "client_cpu_ms_per_request": round(client_cpu / max(len(lat), 1) * 1e3, 3),
         "server_start_s": round(t_start, 1), "bundle_build_s": None if t_build is None else round(t_build, 1),
         "server_alive": alive, "loadavg_1m": round(os.getloadavg()[0], 2),
     }
     name = args.name or f"bench_serve_{manifest['n_items']}_{row['index']}"
     path = write_result(name, list(row), [row], threads=1, out_dir=args.out_dir,
-                        notes=f"GET /v1/users/{{id}}/recommendations?k={args.k}, keep-alive clients on 127.0.0.1, one "
-                              f"{args.workers} uvicorn worker(s); first errors: " + "; ".join(errors[:3]))
+                        notes=f"GET /v1/users/{{id}}/recommendations?k={args.k}, {args.concurrency} keep-alive clients on "
+                              f"127.0.0.1, {args.workers} uvicorn worker(s). server_cpu_ms_per_request: CPU time of the "
+                              "server processes over the measured requests, a load-independent cost (capacity per core "
+                              "is about 1000 / it). First errors: " + ("; ".join(errors[:3]) or "none"))
     for k, v in row.items():
         print(f"{k:>16}: {v}")
     print(f"written: {path}")

@@ -66,7 +66,9 @@ def serve(
         raise
     except ValueError as exc:
         raise CliperError(str(exc)) from None
-    options = dict(host=host, port=port, log_level=log_level, access_log=False,
+    # h11, not httptools even when installed: h11 lets a 1 MB request line reach the app, which answers a
+    # JSON 413; httptools answers such a request with a plain-text 400 before the app sees it.
+    options = dict(host=host, port=port, log_level=log_level, access_log=False, http="h11",
                    h11_max_incomplete_event_size=2 * 1024 * 1024, limit_concurrency=1024, timeout_keep_alive=30)
     typer.echo(f"serving {bundle} on http://{host}:{port}/ (API docs: /docs)")
     if workers == 1:
