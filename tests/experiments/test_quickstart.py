@@ -59,3 +59,13 @@ def test_rerun_reuses_stages_and_other_options_are_refused(report):
     assert (out / "compare/runs/demo/vbpr/cliper/seed0/metrics.json").stat().st_mtime_ns == before
     with pytest.raises(CliperError, match="other options"):
         run_quickstart(out, QuickstartOptions(n_items=99), progress=False)
+
+
+def test_quickstart_exports_a_serving_bundle_of_its_cliper_run(report):
+    from cliper.serving.bundle import load_bundle
+
+    rep, out, _ = report
+    doc = json.loads((rep / "report.json").read_text())
+    bundle = load_bundle(doc["serving"]["bundle"])  # verified against its manifest
+    assert doc["serving"]["command"] == f"cliper serve {out / 'serving-bundle'}"
+    assert bundle.manifest["source"]["run"].endswith("/cliper/seed0") and bundle.manifest["has"]["encoder"]

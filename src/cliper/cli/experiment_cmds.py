@@ -192,3 +192,7 @@ def quickstart(
                              epochs=epochs)
     report = run_quickstart(output, opts, progress=not quiet)
     typer.echo(f"report: {report / 'summary.md'}")
+    import json
+
+    serving = json.loads((report / "report.json").read_text(encoding="utf-8"))["serving"]
+    typer.echo(f"serve the CLIPER run ({serving['run']}): {serving['command']}")

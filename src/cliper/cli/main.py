@@ -8,7 +8,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from cliper.cli import data_cmds, demo_cmds, experiment_cmds, extract_cmds, train_cmds
+from cliper.cli import data_cmds, demo_cmds, experiment_cmds, extract_cmds, serve_cmds, train_cmds
 from cliper.errors import FILE_ERRORS, CliperError, explain
 
 INTERRUPTED = "interrupted: finished work is kept; rerun the same command (with --resume) to continue"
@@ -43,7 +43,7 @@ app = typer.Typer(
 
 
 # Composed one way: each stage module owns a Typer app of its commands and never imports this one.
-for _stage in (train_cmds, demo_cmds, data_cmds, extract_cmds, experiment_cmds):
+for _stage in (train_cmds, demo_cmds, data_cmds, extract_cmds, experiment_cmds, serve_cmds):
     app.add_typer(_stage.app)
 
 

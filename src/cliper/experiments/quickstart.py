@@ -23,6 +23,14 @@ from cliper.errors import CliperError
 log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
+SERVING_DIR = "serving-bundle"
+
+
+def serve_command(bundle: Path) -> str:
+    """The one command that serves a bundle (printed at the end of the quickstart)."""
+    import shlex
+
+    return f"cliper serve {shlex.quote(str(bundle))}"
 
 
 @dataclass
@@ -70,7 +78,7 @@ def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
 
     _check_same_options(out, opts)
     timings: dict[str, float] = {}
-    n = 6
+    n = 7
 
     t = _step("demo catalogue (synthetic)", 1, n)
     data_dir = out / "demo-data"
@@ -117,6 +125,12 @@ def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
             curves.append(dst.name)
     shutil.copyfile(files["png"], report / "compare.png")
     timings["report"] = time.perf_counter() - t
+
+    t = _step("serving bundle of the CLIPER run", 7, n)
+    from cliper.serving.export import export_run
+
+    bundle = export_run(cliper_run, out / SERVING_DIR, overwrite=True)
+    timings["serving"] = time.perf_counter() - t
     doc = {
         "synthetic": True,
         "output": str(out),
@@ -127,6 +141,7 @@ def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
         "view_order": views.get("order"),
         "recommendations": recs,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "serving": {"bundle": str(bundle), "run": str(cliper_run), "command": serve_command(bundle)},
     }
     (report / "report.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     (report / "summary.md").write_text(_summary_markdown(doc, files, curves, cat), encoding="utf-8")

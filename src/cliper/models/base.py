@@ -1,7 +1,7 @@
 """The one model contract every recommender implements (after RecBole / MMRec).
 
 The trainer calls only: ``calculate_loss(batch)``, ``full_sort_predict(users)`` and
-``pre_epoch_hook(epoch)``. Models get a :class:`ModelContext` (train graph only,
+``pre_epoch_hook(epoch)``; serving calls ``export_embeddings()``. Models get a :class:`ModelContext` (train graph only,
 item features, a cache folder) and typed parameters; they never read files.
 """
 
@@ -101,6 +101,18 @@ class Recommender(nn.Module, ABC):
     @abstractmethod
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of every item for each user: float tensor [len(users), n_items]."""
+
+    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final (users [U, d], items [I, d]) with ``full_sort_predict(u) == users[u] @ items.T``.
+
+        Every backbone scores by this dot product; serving ranks with these two matrices
+        alone, so a bundle needs no model code. Subclasses return eval-mode tensors.
+        """
+        raise NotImplementedError(f"model {self.name!r} does not export embeddings for serving")
+
+    def _exported(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detached float32 CPU copies, the form :meth:`export_embeddings` returns."""
+        return users.detach().float().cpu().clone(), items.detach().float().cpu().clone()
 
     def pre_epoch_hook(self, epoch: int) -> None:
         """Called before each training epoch (e.g. re-sample a pruned graph)."""

@@ -114,6 +114,12 @@ class DualGNN(Recommender):
         reg = reg + self.user_modality_weight.pow(2).mean()
         return loss + self.params.reg_weight * reg
 
+    @torch.no_grad()
+    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.eval()
+        all_users, all_items = self.cached(self.propagate)
+        return self._exported(all_users, all_items)
+
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(self.propagate)
         return all_users[users] @ all_items.T

@@ -147,6 +147,12 @@ class FREEDOM(Recommender):
             align = align + bpr_loss((u * proj).sum(1), torch.zeros_like(proj[:, 0]))
         return loss + self.params.reg_weight * align
 
+    @torch.no_grad()
+    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.eval()
+        all_users, all_items = self.cached(lambda: self.propagate(self.full_graph))
+        return self._exported(all_users, all_items)
+
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(lambda: self.propagate(self.full_graph))
         return all_users[users] @ all_items.T

@@ -217,6 +217,12 @@ class LATTICE(Recommender):
                 h = graph @ h
             return self.propagate(h)
 
+    @torch.no_grad()
+    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.eval()
+        all_users, all_items = self.cached(self._eval_embeddings)
+        return self._exported(all_users, all_items)
+
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(self._eval_embeddings)
         return all_users[users] @ all_items.T
