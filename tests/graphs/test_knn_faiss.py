@@ -10,7 +10,8 @@ import torch
 
 from cliper.errors import CliperError
 from cliper.graphs.knn import KnnGraphCache, info_path, knn_cache_key, knn_graph
-from cliper.graphs.knn_search import KnnSearch, faiss_available, search_knn
+from cliper.graphs.knn_search import (KnnSearch, _inverse_norms, faiss_available, ivf_join, search_knn,
+                                      train_ivf_centroids)
 
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss not installed (the faiss extra)")
 
@@ -64,11 +65,11 @@ def test_faiss_exact_graph_equals_torch_graph_with_ties():
 @needs_faiss
 def test_auto_picks_by_threshold():
     s = KnnSearch(backend="auto", approx_min_items=500)
-    assert s.resolve(499) == "torch" and s.resolve(500) == "faiss-hnsw"
+    assert s.resolve(499) == "torch" and s.resolve(500) == "faiss-ivf"
     small = search_knn(_clustered(300), 5, search=s)
     assert small.backend == "torch" and small.recall is None
     big = search_knn(_clustered(600), 5, search=s)
-    assert big.backend == "faiss-hnsw" and big.recall is not None
+    assert big.backend == "faiss-ivf" and big.recall is not None
     # approximate backends search exactly below the stated size
     assert KnnSearch(backend="faiss-ivf", approx_min_items=500).resolve(100) == "faiss-exact"
     assert KnnSearch(backend="faiss-hnsw", approx_min_items=500).resolve(10_000) == "faiss-hnsw"
@@ -86,6 +87,29 @@ def test_approximate_reports_a_high_recall_on_clustered_data(backend, knobs):
     hits = np.mean([len(set(a[1:]) & set(e[1:])) / 9 for a, e in zip(res.indices.tolist(), exact.indices.tolist())])
     assert hits < 1.0  # the index is approximate here, so the check below means something
     assert abs(hits - res.recall) < 0.02  # the sampled recall estimates the recall over all rows
+
+
+@needs_faiss
+def test_ivf_join_finds_what_faiss_ivf_search_finds():
+    import faiss
+
+    x = _clustered(2500, 24, spread=1.0, seed=3)
+    xt = torch.from_numpy(x)
+    inv = _inverse_norms(xt)
+    centroids = train_ivf_centroids(xt, inv, 40, seed=0)
+    ours = ivf_join(xt, inv, centroids, nprobe=3, m=8).numpy()
+    quantizer = faiss.IndexFlatIP(24)
+    quantizer.add(centroids)
+    index = faiss.IndexIVFFlat(quantizer, 24, 40, faiss.METRIC_INNER_PRODUCT)
+    index.add(x)  # the quantizer holds nlist centroids: no training
+    index.nprobe = 3
+    _, ref = index.search(x, 9)
+    same = 0
+    for i in range(2500):
+        theirs = [j for j in ref[i] if j != i][:8]
+        same += set(theirs) == set(ours[i])
+    assert same >= 2490  # equal up to float near-ties at the 8th place
+    assert (ours != np.arange(2500)[:, None]).all()
 
 
 @needs_faiss
@@ -118,8 +142,8 @@ def test_cache_key_differs_by_backend(tmp_path):
         cache.get(x, k=4)
         keys[b] = cache.last_key
     assert len(set(keys.values())) == 4
-    ivf = [knn_cache_key("h", 50, 4, True, "sym", "m", True, KnnSearch(backend="faiss-ivf", approx_min_items=10,
-                                                                         ivf_nprobe=p).spec(50)) for p in (4, 8)]
+    ivf = [knn_cache_key("h", 5000, 4, True, "sym", "m", True, KnnSearch(backend="faiss-ivf", approx_min_items=10,
+                                                                         ivf_nprobe=p).spec(5000)) for p in (4, 8)]
     assert ivf[0] != ivf[1]  # index parameters shape an approximate graph too
 
 

@@ -4,9 +4,15 @@ Backends (``graph.knn_backend``):
 
 - ``torch``: exact, in row chunks (a ``chunk x N`` similarity block at a time).
 - ``faiss-exact``: exact, a faiss ``IndexFlatIP`` over the L2-normalised rows.
-- ``faiss-ivf``: approximate, ``IndexIVFFlat`` (inner product), trained on a seeded sample.
+- ``faiss-ivf``: approximate, an inverted-file (IVF) index: ``nlist`` spherical faiss
+  k-means centroids trained on a seeded sample, every item stored in the list of its
+  nearest centroid, every item's neighbours searched in the ``nprobe`` lists nearest to
+  it. As every item is also a query, the search runs as a batched join (list by list,
+  one matrix product between the list's items and all the items that probe it), which
+  finds exactly what ``faiss.IndexIVFFlat.search`` finds with the same centroids and
+  ``nprobe``, at matrix-product speed instead of one scan per query (~15x on a CPU).
 - ``faiss-hnsw``: approximate, ``IndexHNSWFlat`` (inner product).
-- ``auto``: ``torch`` below ``approx_min_items`` items, ``faiss-hnsw`` from there on
+- ``auto``: ``torch`` below ``approx_min_items`` items, ``faiss-ivf`` from there on
   (``torch`` with a warning when faiss is not installed).
 
 Approximate search is only used from ``approx_min_items`` items on; below that size the
@@ -44,6 +50,8 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "faiss-exact", "faiss-ivf", "faiss-hnsw")
 APPROXIMATE = ("faiss-ivf", "faiss-hnsw")
+KMEANS_ITER = 10  # IVF k-means iterations
+KMEANS_POINTS = 20  # IVF k-means training points per list (seeded sample)
 TIE_MARGIN = 4  # extra candidates per row, so float32 near-ties are settled in float64
 FAISS_HINT = "install the faiss extra: pip install 'cliper[faiss]' (faiss-cpu; faiss-gpu on a GPU machine)"
 
@@ -58,9 +66,9 @@ class KnnSearch:
     """How neighbours are searched (the ``graph`` config section); part of the graph cache key."""
 
     backend: str = "auto"
-    approx_min_items: int = 100_000  # auto switches to faiss-hnsw here; approximate search only from here on
+    approx_min_items: int = 100_000  # auto switches to faiss-ivf here; approximate search only from here on
     ivf_nlist: int | None = None  # IVF lists (None: 4 * sqrt(N))
-    ivf_nprobe: int = 32  # IVF lists visited per query
+    ivf_nprobe: int = 16  # IVF lists visited per query
     hnsw_m: int = 32  # HNSW links per node
     hnsw_ef_construction: int = 40  # HNSW build beam width
     hnsw_ef_search: int = 128  # HNSW search beam width (at least k + margin)
@@ -81,7 +89,7 @@ class KnnSearch:
                 log.warning("kNN graph of %d items: faiss is not installed, searching exactly with torch (slow); %s",
                             n_items, FAISS_HINT)
                 return "torch"
-            return "faiss-hnsw"
+            return "faiss-ivf"
         if b in APPROXIMATE and n_items < self.approx_min_items:
             return "faiss-exact"
         return b
@@ -91,7 +99,8 @@ class KnnSearch:
         b = self.resolve(n_items)
         out: dict[str, Any] = {"backend": b}
         if b == "faiss-ivf":
-            out.update(nlist=ivf_nlist(self, n_items), nprobe=self.ivf_nprobe, seed=self.seed)
+            out.update(nlist=ivf_nlist(self, n_items), nprobe=min(self.ivf_nprobe, ivf_nlist(self, n_items)),
+                       seed=self.seed, kmeans=f"spherical, {KMEANS_ITER} iterations, {KMEANS_POINTS} points per list")
         elif b == "faiss-hnsw":
             out.update(m=self.hnsw_m, ef_construction=self.hnsw_ef_construction, ef_search=self.hnsw_ef_search)
         return out
@@ -190,13 +199,6 @@ def _faiss_index(x: torch.Tensor, inv: torch.Tensor, backend: str, search: KnnSe
     elif backend == "faiss-hnsw":
         index = faiss.IndexHNSWFlat(d, search.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = search.hnsw_ef_construction
-    elif backend == "faiss-ivf":
-        nlist = ivf_nlist(search, n)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter = 10
-        sample = np.sort(np.random.default_rng(search.seed).choice(n, size=min(n, 40 * nlist), replace=False))
-        idx = torch.from_numpy(sample).to(x.device)
-        index.train(np.ascontiguousarray((x[idx] * inv[idx, None]).cpu().numpy(), dtype=np.float32))
     else:  # pragma: no cover - resolve() never returns anything else
         raise ValueError(backend)
     for start in range(0, n, _QUERY_CHUNK):  # rows normalised a chunk at a time: no full normalised copy
@@ -210,8 +212,6 @@ def _faiss_candidates(index, x: torch.Tensor, inv: torch.Tensor, backend: str, s
     want = min(n, m + 1)  # one more: the item itself is usually among its hits
     if backend == "faiss-hnsw":
         index.hnsw.efSearch = max(search.hnsw_ef_search, want)
-    elif backend == "faiss-ivf":
-        index.nprobe = min(search.ivf_nprobe, index.nlist)
     out = np.empty((n, m), dtype=np.int64)
     for start in range(0, n, _QUERY_CHUNK):
         stop = min(start + _QUERY_CHUNK, n)
@@ -220,6 +220,67 @@ def _faiss_candidates(index, x: torch.Tensor, inv: torch.Tensor, backend: str, s
         order = np.argsort(ids < 0, axis=1, kind="stable")[:, :m]
         out[start:stop] = np.take_along_axis(ids, order, 1)
     return torch.from_numpy(out)
+
+
+def train_ivf_centroids(x: torch.Tensor, inv: torch.Tensor, nlist: int, seed: int) -> np.ndarray:
+    """Spherical faiss k-means on a seeded sample of the normalised rows: the IVF lists' centroids."""
+    faiss = _import_faiss()
+    n, d = x.shape
+    sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, KMEANS_POINTS * nlist), replace=False))
+    idx = torch.from_numpy(sample)
+    km = faiss.Kmeans(d, nlist, niter=KMEANS_ITER, seed=seed, spherical=True, verbose=False,
+                      min_points_per_centroid=1)
+    km.train(np.ascontiguousarray((x[idx] * inv[idx, None]).numpy(), dtype=np.float32))
+    return km.centroids
+
+
+@torch.no_grad()
+def ivf_join(x: torch.Tensor, inv: torch.Tensor, centroids: np.ndarray, nprobe: int, m: int) -> torch.Tensor:
+    """The ``m`` best other items of every row among the ``nprobe`` IVF lists nearest to it (-1: none).
+
+    List by list: the list's items against every item probing it, one matrix product
+    per block of queries; each query's running top-m is merged with the block's.
+    """
+    faiss = _import_faiss()
+    n, d = x.shape
+    nlist = centroids.shape[0]
+    quantizer = faiss.IndexFlatIP(d)
+    quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    probes = np.empty((n, nprobe), dtype=np.int64)
+    for start in range(0, n, _QUERY_CHUNK):
+        stop = min(start + _QUERY_CHUNK, n)
+        probes[start:stop] = quantizer.search(_normalised(x, inv, start, stop), nprobe)[1]
+    assign = probes[:, 0]  # an item is stored in the list of its nearest centroid
+    members = np.argsort(assign, kind="stable")
+    m_bounds = np.searchsorted(assign[members], np.arange(nlist + 1))
+    flat = probes.ravel()
+    q_order = np.argsort(flat, kind="stable")
+    q_bounds = np.searchsorted(flat[q_order], np.arange(nlist + 1))
+    queries = torch.from_numpy(q_order // nprobe)
+    del probes, flat, q_order
+    members_t = torch.from_numpy(members)
+    best_v = torch.full((n, m), -torch.inf)
+    best_i = torch.full((n, m), -1, dtype=torch.int64)
+    for c in range(nlist):
+        mem = members_t[m_bounds[c]:m_bounds[c + 1]]
+        if mem.numel() == 0:
+            continue
+        xb = x[mem] * inv[mem, None]
+        qs = queries[q_bounds[c]:q_bounds[c + 1]]
+        step = max(1, _BLOCK_FLOATS // 4 // mem.numel())
+        kk = min(m, mem.numel())
+        for s in range(0, qs.numel(), step):
+            q = qs[s:s + step]
+            sim = (x[q] * inv[q, None]) @ xb.T
+            sim.masked_fill_(q[:, None] == mem[None, :], -torch.inf)  # self is handled outside
+            v, j = torch.topk(sim, kk, dim=1)
+            cv = torch.cat([best_v[q], v], 1)
+            ci = torch.cat([best_i[q], mem[j]], 1)
+            tv, tj = torch.topk(cv, m, dim=1)
+            best_v[q] = tv
+            best_i[q] = ci.gather(1, tj)
+    best_i[torch.isinf(best_v)] = -1
+    return best_i
 
 
 # -- shared re-scoring ---------------------------------------------------------------------
@@ -297,6 +358,10 @@ def search_knn(features, k: int, include_self: bool = True, search: KnnSearch | 
         cand = torch.empty(n, 0, dtype=torch.int64)
     elif backend == "torch":
         cand = _torch_candidates(x, inv, rows, m, chunk)
+    elif backend == "faiss-ivf":
+        nlist = ivf_nlist(search, n)
+        xc, ic = x.cpu(), inv.cpu()
+        cand = ivf_join(xc, ic, train_ivf_centroids(xc, ic, nlist, search.seed), min(search.ivf_nprobe, nlist), m)
     else:
         index = _faiss_index(x, inv, backend, search)
         cand = _faiss_candidates(index, x, inv, backend, search, m)
