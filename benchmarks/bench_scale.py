@@ -129,9 +129,10 @@ def worker(args) -> None:
            "gen_s": round(gen_s, 1), "eval_batch_users": eval_bs}
     note(phase="build", **row)
     device = torch.device("cpu")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     model = build_model(cfg, data, features, device)
     row["build_s"] = round(time.perf_counter() - t, 1)
+    row["build_cpu_s"] = round(time.process_time() - c, 1)
     info = getattr(getattr(model, "knn_cache", None), "last_info", None)
     if info:
         row["knn_backend"], row["knn_recall"] = info["backend"], info.get("recall")
@@ -144,7 +145,7 @@ def worker(args) -> None:
     # -- one evaluation pass (users counted through the model's scoring calls) --
     n_eval = int(data.eval_users("valid").size)
     scored = [0]
-    t_eval = time.perf_counter()
+    t_eval, c_eval = time.perf_counter(), time.process_time()
     predict = model.full_sort_predict
 
     def counted_predict(users):
@@ -157,9 +158,11 @@ def worker(args) -> None:
     try:
         evaluator.evaluate(model, "valid")
         row["eval_s"] = round(time.perf_counter() - t_eval, 1)
+        row["eval_cpu_s"] = round(time.process_time() - c_eval, 1)
     except _Stop:
-        el = time.perf_counter() - t_eval
+        el, cpu = time.perf_counter() - t_eval, time.process_time() - c_eval
         row["eval_s_projected"] = round(el * n_eval / scored[0], 0)
+        row["eval_cpu_s_projected"] = round(cpu * n_eval / scored[0], 0)
         row["stopped"] = f"eval stopped at the {limit} s phase limit after {scored[0]}/{n_eval} users"
     model.full_sort_predict = predict
     note(phase="epoch", **row)
@@ -168,7 +171,7 @@ def worker(args) -> None:
     n_batches = (len(data.train) + cfg.train.batch_size - 1) // cfg.train.batch_size
     row["batches"] = n_batches
     done = [0]
-    t_epoch = time.perf_counter()
+    t_epoch, c_epoch = time.perf_counter(), time.process_time()
     loss_fn = model.calculate_loss
 
     def counted_loss(batch):
@@ -181,9 +184,11 @@ def worker(args) -> None:
     try:
         trainer.train_epoch(1)
         row["epoch_s"] = round(time.perf_counter() - t_epoch, 1)
+        row["epoch_cpu_s"] = round(time.process_time() - c_epoch, 1)
     except _Stop:
-        el = time.perf_counter() - t_epoch
+        el, cpu = time.perf_counter() - t_epoch, time.process_time() - c_epoch
         row["epoch_s_projected"] = round(el * n_batches / done[0], 0)
+        row["epoch_cpu_s_projected"] = round(cpu * n_batches / done[0], 0)
         msg = f"epoch stopped at the {limit} s phase limit after {done[0]}/{n_batches} batches"
         row["stopped"] = f"{row['stopped']}; {msg}" if "stopped" in row else msg
     row["peak_rss_gib"] = round(_rss_gib(), 2)
@@ -221,8 +226,9 @@ def run_one(args, model: str, size: int) -> dict:
     return row
 
 
-COLUMNS = ["model", "interactions", "train", "users", "items", "threads", "build_s", "knn_backend", "knn_recall",
-           "eval_s", "eval_s_projected", "epoch_s", "epoch_s_projected", "batches", "peak_rss_gib", "stopped"]
+COLUMNS = ["model", "interactions", "train", "users", "items", "threads", "build_s", "build_cpu_s", "knn_backend",
+           "knn_recall", "eval_s", "eval_cpu_s", "eval_s_projected", "eval_cpu_s_projected", "epoch_s", "epoch_cpu_s",
+           "epoch_s_projected", "epoch_cpu_s_projected", "batches", "peak_rss_gib", "stopped"]
 
 
 def _v(r: dict, key: str, projected: str | None = None) -> str:
@@ -264,14 +270,16 @@ def main() -> None:
             if not args.no_write:  # rewritten after every run, so a stopped benchmark keeps what it measured
                 write_result(args.name, COLUMNS + ["loadavg"], rows, NOTES, threads=args.threads)
     head = f"{'model':9} {'inter':>8} {'users':>7} {'items':>7} {'build s':>8} {'kNN':>11} {'eval s':>7} " \
-           f"{'s/epoch':>8} {'peak GiB':>8}"
+           f"{'s/epoch':>8} {'eval CPU s':>10} {'epoch CPU s':>11} {'peak GiB':>8}"
     print(f"threads {args.threads}; generated Baby-proportioned graphs; 384-d random features for FREEDOM")
     print(head)
     for r in rows:
         print(f"{r['model']:9} {_v(r, 'interactions'):>8} {_v(r, 'users'):>7} {_v(r, 'items'):>7} "
               f"{_v(r, 'build_s'):>8} {_v(r, 'knn_backend'):>11} {_v(r, 'eval_s', 'eval_s_projected'):>7} "
-              f"{_v(r, 'epoch_s', 'epoch_s_projected'):>8} {_v(r, 'peak_rss_gib'):>8}  {r.get('stopped', '')}  "
+              f"{_v(r, 'epoch_s', 'epoch_s_projected'):>8} {_v(r, 'eval_cpu_s', 'eval_cpu_s_projected'):>10} "
+              f"{_v(r, 'epoch_cpu_s', 'epoch_cpu_s_projected'):>11} {_v(r, 'peak_rss_gib'):>8}  {r.get('stopped', '')}  "
               f"load {r['loadavg']}")
+    print("CPU s = process CPU time at 1 thread: the wall time an otherwise idle machine would take")
     print("~N* = projected from the part done within --phase-limit (the row says where it stopped)")
 
 NOTES = ("Generated seeded interaction graphs with Amazon Baby's user/item/interaction proportions, Zipf item "
@@ -279,7 +287,8 @@ NOTES = ("Generated seeded interaction graphs with Amazon Baby's user/item/inter
          "features (kNN item graphs by graph.knn_backend=auto). One fresh subprocess per (model, size): build_s = "
          "runner.build_model (incl. kNN graphs, cold cache), eval_s = one Evaluator pass over the valid users (before "
          "training; eval.batch_size lowered to keep score blocks ~256 MiB), epoch_s = one Trainer.train_epoch; "
-         "peak_rss_gib = ru_maxrss of the subprocess. A row with 'stopped' had a phase stopped at --phase-limit: "
+         "*_cpu_s = process CPU seconds of the same phase (at 1 thread close to the wall time of an idle machine; "
+         "the wall figures are inflated by the load average); peak_rss_gib = ru_maxrss of the subprocess. A row with 'stopped' had a phase stopped at --phase-limit: "
          "eval_s_projected / epoch_s_projected = elapsed phase time * all users (batches) / users scored "
          "(batches trained).")
 
