@@ -172,3 +172,28 @@ def test_config_reaches_the_model_context():
     assert (s.backend, s.ivf_nprobe, s.approx_min_items) == ("faiss-ivf", 7, 5000)
     with pytest.raises(CliperError):
         load_config(overrides=["graph.knn_backend=annoy"])
+
+
+@needs_faiss
+@pytest.mark.parametrize("model", ["freedom", "lattice"])
+def test_the_graph_config_reaches_the_models(model, tmp_path, monkeypatch):
+    from cliper.config.loader import load_config
+    from cliper.testing import backbones as C
+    from cliper.testing import tiny_features
+    from cliper.training.runner import build_model
+
+    monkeypatch.setenv("CLIPER_CACHE_DIR", str(tmp_path))
+    data = C.data()
+    built = {}
+    for backend in ("torch", "faiss-exact", "faiss-hnsw"):
+        cfg = load_config(overrides=[f"model.name={model}", f"graph.knn_backend={backend}",
+                                     "graph.knn_approx_min_items=10", "graph.knn_recall_sample=20"])
+        m = build_model(cfg, data, tiny_features(data.n_items))
+        assert m.knn_cache.last_info["backend"] == backend
+        built[backend] = m
+    assert built["faiss-hnsw"].knn_cache.last_info["recall"] is not None
+    assert built["torch"].graph_keys != built["faiss-exact"].graph_keys
+    if model == "freedom":  # the frozen item graph: the exact backends give the same one
+        a, b = built["torch"].item_graph, built["faiss-exact"].item_graph
+        assert torch.equal(a.matrix.to_dense(), b.matrix.to_dense())
+    assert len(list((tmp_path / "knn").glob("*.json"))) == len(list((tmp_path / "knn").glob("*.npz"))) > 0
