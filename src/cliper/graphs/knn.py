@@ -6,10 +6,13 @@ modality's features and normalise the result as D^-1/2 S D^-1/2 (D = row sums). 
 reference toolbox built the full N x N similarity matrix; here each chunk of rows is
 compared with all items (a ``chunk x N`` block), only its top-k survive, and the graph
 is returned as a scipy sparse matrix with N*k entries, so memory stays O(chunk*N + N*k).
+For large catalogues the neighbours come from faiss instead (exact or approximate, with
+the recall measured on a sample): see :mod:`cliper.graphs.knn_search` and
+docs/item-graphs.md.
 
 Built graphs are cached on disk under a key made from a hash of the feature CONTENT and
 every parameter that shapes the graph (k, weighting, normalisation, self-loops,
-modality, N): the reference toolbox keyed its cache by k alone and silently reused a
+modality, N, the resolved search backend and its index parameters): the reference toolbox keyed its cache by k alone and silently reused a
 graph built from other features.
 """
 
