@@ -88,6 +88,19 @@ class FeatureSection(_Strict):
         )
 
 
+class GraphSection(_Strict):
+    """kNN item-graph search (LATTICE, FREEDOM); see docs/item-graphs.md."""
+
+    knn_backend: Literal["auto", "torch", "faiss-exact", "faiss-ivf", "faiss-hnsw"] = "auto"
+    knn_approx_min_items: int = Field(100_000, ge=1)
+    knn_ivf_nlist: int | None = Field(None, ge=1)
+    knn_ivf_nprobe: int = Field(16, ge=1)
+    knn_hnsw_m: int = Field(32, ge=2)
+    knn_hnsw_ef_construction: int = Field(40, ge=1)
+    knn_hnsw_ef_search: int = Field(128, ge=1)
+    knn_recall_sample: int = Field(1000, ge=1)
+
+
 class RunConfig(_Strict):
     seed: int = Field(2024, ge=0, lt=2**32)  # numpy seeds must be 0..2**32-1
     device: str = "cpu"
@@ -97,6 +110,7 @@ class RunConfig(_Strict):
     train: TrainSection = TrainSection()
     eval: EvalSection = EvalSection()
     features: FeatureSection = FeatureSection()
+    graph: GraphSection = GraphSection()
     grid: dict[str, list[Any]] = {}
 
     @field_validator("model")

@@ -6,10 +6,13 @@ modality's features and normalise the result as D^-1/2 S D^-1/2 (D = row sums). 
 reference toolbox built the full N x N similarity matrix; here each chunk of rows is
 compared with all items (a ``chunk x N`` block), only its top-k survive, and the graph
 is returned as a scipy sparse matrix with N*k entries, so memory stays O(chunk*N + N*k).
+For large catalogues the neighbours come from faiss instead (exact or approximate, with
+the recall measured on a sample): see :mod:`cliper.graphs.knn_search` and
+docs/item-graphs.md.
 
 Built graphs are cached on disk under a key made from a hash of the feature CONTENT and
 every parameter that shapes the graph (k, weighting, normalisation, self-loops,
-modality, N): the reference toolbox keyed its cache by k alone and silently reused a
+modality, N, the resolved search backend and its index parameters): the reference toolbox keyed its cache by k alone and silently reused a
 graph built from other features.
 """
 
@@ -28,25 +31,18 @@ import scipy.sparse as sp
 import torch
 
 from cliper.graphs.adjacency import sym_normalize
+from cliper.graphs.knn_search import KnnResult, KnnSearch, as_float_tensor, default_chunk_size, search_knn
+
+__all__ = ["KnnGraphCache", "KnnSearch", "cached_knn_graph", "default_chunk_size", "hash_array", "knn_graph",
+           "topk_cosine"]
 
 log = logging.getLogger(__name__)
 
 Normalization = Literal["sym", "none"]
-CACHE_VERSION = 1  # bump when the construction changes, so old cache files are never reused
-
-# Keep a chunk's similarity block near this many floats (64 MiB) unless told otherwise.
-_BLOCK_FLOATS = 1 << 24
+CACHE_VERSION = 2  # 2: float64 re-scoring, index-ordered ties, search backend in the key; bump when the construction changes, so old cache files are never reused
 
 
-def _as_float_tensor(features) -> torch.Tensor:
-    if isinstance(features, torch.Tensor):
-        return features.detach().float()
-    return torch.as_tensor(np.ascontiguousarray(np.asarray(features, dtype=np.float32)))
-
-
-def default_chunk_size(n_items: int) -> int:
-    """Rows per chunk so that a ``chunk x N`` float block stays near 64 MiB."""
-    return int(max(1, min(n_items, _BLOCK_FLOATS // max(n_items, 1))))
+_as_float_tensor = as_float_tensor
 
 
 @torch.no_grad()
@@ -55,39 +51,17 @@ def topk_cosine(
     k: int,
     chunk_size: int | None = None,
     include_self: bool = True,
+    search: KnnSearch | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k cosine neighbours of every row: (values [N, k], indices [N, k]), best first.
 
-    Rows are compared in chunks; the normalised copy of the features is never made
-    (the similarity block is scaled by the inverse norms instead). A zero row has
-    similarity 0 to everything. ``include_self=True`` keeps the item itself among its
-    neighbours, as LATTICE's and FREEDOM's dense ``topk`` over ``X X^T`` did.
+    Exact torch search in row chunks unless ``search`` selects another backend
+    (:mod:`cliper.graphs.knn_search`); ties keep the smaller item index. A zero row has
+    similarity 0 to everything. ``include_self=True`` keeps the item itself first among
+    its neighbours, as LATTICE's and FREEDOM's dense ``topk`` over ``X X^T`` did.
     """
-    x = _as_float_tensor(features)
-    n = x.shape[0]
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    k_eff = min(k, n if include_self else n - 1)
-    if k_eff < 1:
-        raise ValueError(f"cannot take {k} neighbours among {n} items")
-    chunk = chunk_size or default_chunk_size(n)
-    norms = x.norm(dim=1)
-    inv = torch.where(norms > 0, 1.0 / norms.clamp_min(1e-30), torch.zeros_like(norms))
-    values = torch.empty(n, k_eff, dtype=torch.float32, device=x.device)
-    indices = torch.empty(n, k_eff, dtype=torch.int64, device=x.device)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        block = x[start:stop] @ x.T
-        block *= inv[start:stop, None]
-        block *= inv[None, :]
-        if not include_self:
-            rows = torch.arange(stop - start, device=x.device)
-            block[rows, rows + start] = -torch.inf
-        v, i = torch.topk(block, k_eff, dim=1)
-        values[start:stop] = v
-        indices[start:stop] = i
-        del block
-    return values, indices
+    res = search_knn(features, k, include_self, search or KnnSearch(backend="torch"), chunk_size)
+    return res.values, res.indices
 
 
 def knn_graph(
@@ -97,14 +71,24 @@ def knn_graph(
     normalization: Normalization = "sym",
     chunk_size: int | None = None,
     include_self: bool = True,
+    search: KnnSearch | None = None,
 ) -> sp.csr_matrix:
     """The kNN graph as an N x N CSR matrix (row i holds item i's k neighbours).
 
     Args:
         weighted: keep the cosine similarities as edge weights (LATTICE) or use 1 (FREEDOM).
         normalization: ``"sym"`` for D^-1/2 S D^-1/2 with D the row sums (both papers), or ``"none"``.
+        search: the neighbour search backend (default: exact torch search).
     """
-    values, indices = topk_cosine(features, k, chunk_size, include_self)
+    return knn_graph_result(features, k, weighted, normalization, chunk_size, include_self, search)[0]
+
+
+def knn_graph_result(features, k: int = 10, weighted: bool = True, normalization: Normalization = "sym",
+                     chunk_size: int | None = None, include_self: bool = True,
+                     search: KnnSearch | None = None) -> tuple[sp.csr_matrix, KnnResult]:
+    """:func:`knn_graph` plus how its neighbours were found (backend, seconds, recall)."""
+    res = search_knn(features, k, include_self, search or KnnSearch(backend="torch"), chunk_size)
+    values, indices = res.values, res.indices
     n, kk = indices.shape
     rows = np.repeat(np.arange(n, dtype=np.int64), kk)
     data = values.cpu().numpy().ravel() if weighted else np.ones(n * kk, dtype=np.float32)
@@ -112,9 +96,9 @@ def knn_graph(
     graph.sum_duplicates()
     graph.sort_indices()
     if normalization == "sym":
-        return sym_normalize(graph)
+        return sym_normalize(graph), res
     if normalization == "none":
-        return graph
+        return graph, res
     raise ValueError(f"unknown normalization {normalization!r}; use 'sym' or 'none'")
 
 
@@ -134,9 +118,11 @@ def knn_cache_key(
     normalization: str,
     modality: str,
     include_self: bool = True,
+    search: dict | None = None,
 ) -> str:
-    """Hash of everything that shapes a kNN graph (never k alone)."""
+    """Hash of everything that shapes a kNN graph (never k alone), the search backend included."""
     spec = {
+        "search": search or {"backend": "torch"},
         "version": CACHE_VERSION,
         "content": content_hash,
         "n": int(n_items),
@@ -165,15 +151,40 @@ def _save_atomic(matrix: sp.csr_matrix, path: Path) -> None:
             os.unlink(tmp)
 
 
+def info_path(path: Path) -> Path:
+    """The JSON next to a cached graph: backend, build seconds and (approximate backends) recall."""
+    return Path(path).with_suffix(".json")
+
+
+def _write_info(path: Path, info: dict) -> None:
+    tmp = info_path(path).with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=1), encoding="utf-8")
+    os.replace(tmp, info_path(path))
+
+
+def _read_info(path: Path) -> dict | None:
+    try:
+        return json.loads(info_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 class KnnGraphCache:
     """Builds kNN graphs, reusing ``cache_dir/knn/<modality>-k<k>-<key>.npz`` when present.
+
+    ``search`` picks the neighbour search backend (default ``auto``: torch below
+    ``approx_min_items`` items); its resolved choice is part of the key. Next to each
+    graph a ``.json`` records the backend, build time and, for approximate backends,
+    the recall measured against exact search on a sample of rows.
 
     ``hits`` / ``misses`` count lookups; ``last_key`` / ``last_path`` say what was used.
     With ``cache_dir=None`` every call builds the graph (nothing is written).
     """
 
-    def __init__(self, cache_dir: Path | str | None):
+    def __init__(self, cache_dir: Path | str | None, search: KnnSearch | None = None):
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.search = search or KnnSearch()
+        self.last_info: dict | None = None  # backend, seconds, recall of the last graph (from its .json)
         self.hits = 0
         self.misses = 0
         self.last_key: str | None = None
@@ -192,7 +203,7 @@ class KnnGraphCache:
     ) -> sp.csr_matrix:
         n = int(features.shape[0])
         digest = content_hash or hash_array(features)
-        key = knn_cache_key(digest, n, k, weighted, normalization, modality, include_self)
+        key = knn_cache_key(digest, n, k, weighted, normalization, modality, include_self, self.search.spec(n))
         self.last_key = key
         path = None if self.cache_dir is None else knn_cache_path(self.cache_dir, modality, k, key)
         self.last_path = path
@@ -201,13 +212,16 @@ class KnnGraphCache:
                 graph = sp.load_npz(path).tocsr()
                 if graph.shape == (n, n):
                     self.hits += 1
+                    self.last_info = _read_info(path)
                     return graph
             except (OSError, ValueError) as exc:  # a damaged file is rebuilt, not trusted
                 log.warning("ignoring unreadable kNN cache %s: %s", path, exc)
         self.misses += 1
-        graph = knn_graph(features, k, weighted, normalization, chunk_size, include_self)
+        graph, res = knn_graph_result(features, k, weighted, normalization, chunk_size, include_self, self.search)
+        self.last_info = res.info()
         if path is not None:
             _save_atomic(graph, path)
+            _write_info(path, self.last_info)
         return graph
 
 

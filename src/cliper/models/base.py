@@ -18,6 +18,7 @@ from torch import nn
 
 from cliper.data.interactions import TrainView
 from cliper.errors import ConfigError
+from cliper.graphs.knn_search import KnnSearch
 
 
 class ModelParams(BaseModel):
@@ -43,12 +44,13 @@ class Batch:
 
 @dataclass(frozen=True)
 class ModelContext:
-    """Everything a model may read: the train graph, item features, a cache folder."""
+    """Everything a model may read: the train graph, item features, a cache folder, the kNN search."""
 
     train: TrainView
     features: "ItemFeatures | None" = None  # noqa: F821  (cliper.features.item_features)
     cache_dir: Path | None = None
     device: torch.device = torch.device("cpu")
+    knn: KnnSearch = KnnSearch()  # how kNN item graphs are searched (config section ``graph``)
 
     @property
     def n_users(self) -> int:

@@ -81,7 +81,7 @@ class FREEDOM(Recommender):
         )
         self.full_graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
         self.masked_graph: SparseGraph | None = None
-        self.knn_cache = KnnGraphCache(ctx.cache_dir)
+        self.knn_cache = KnnGraphCache(ctx.cache_dir, ctx.knn)
         self.graph_keys: dict[str, str] = {}
         self.item_graph = SparseGraph(self._build_item_graph()).to(ctx.device)
 

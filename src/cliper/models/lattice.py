@@ -108,7 +108,7 @@ class LATTICE(Recommender):
 
             self.ui_graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
         # initial graphs from the raw features, frozen (Eq. 1-3)
-        self.knn_cache = KnnGraphCache(ctx.cache_dir)
+        self.knn_cache = KnnGraphCache(ctx.cache_dir, ctx.knn)
         self.graph_keys: dict[str, str] = {}
         self._original: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         with torch.no_grad():

@@ -27,6 +27,7 @@ from cliper.data.interactions import InteractionData, load_inter
 from cliper.errors import CliperError, ConfigError, DataError
 from cliper.evaluation.evaluator import Evaluator
 from cliper.features.item_features import ItemFeatures
+from cliper.graphs.knn_search import KnnSearch
 from cliper.models.base import ModelContext, Recommender
 from cliper.models.registry import get_model_class
 from cliper.outputs import exclusive_output
@@ -103,7 +104,8 @@ def build_model(cfg: RunConfig, data: InteractionData, features: ItemFeatures | 
     if features is not None:
         features = copy.deepcopy(features).to(device)  # a model owns (and may train) its own copy
         features.reset_parameters()  # trainable fusion starts from the seeded initialisation
-    ctx = ModelContext(train=data.train_view(), features=features, cache_dir=cache_dir(), device=device)
+    ctx = ModelContext(train=data.train_view(), features=features, cache_dir=cache_dir(), device=device,
+                       knn=KnnSearch.from_config(cfg.graph))
     return cls(ctx, params).to(device)
 
 
