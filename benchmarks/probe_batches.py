@@ -67,7 +67,7 @@ def main() -> None:
             loss.backward()
             trainer.optimizer.step()
             times.append(time.perf_counter() - t)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         n_batches = (len(data.train) + cfg.train.batch_size - 1) // cfg.train.batch_size
         t = time.perf_counter()
         recall = evaluator.evaluate(model, "valid")["recall@20"]
