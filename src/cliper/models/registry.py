@@ -34,6 +34,8 @@ BUILTIN: dict[str, str] = {
     "slmrec": "cliper.models.slmrec:SLMRec",
     "bm3": "cliper.models.bm3:BM3",
     "freedom": "cliper.models.freedom:FREEDOM",
+    "mgcn": "cliper.models.mgcn:MGCN",
+    "lgmrec": "cliper.models.lgmrec:LGMRec",
 }
 
 _REGISTRY: dict[str, type[Recommender]] = {}
