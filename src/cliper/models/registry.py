@@ -34,6 +34,8 @@ BUILTIN: dict[str, str] = {
     "slmrec": "cliper.models.slmrec:SLMRec",
     "bm3": "cliper.models.bm3:BM3",
     "freedom": "cliper.models.freedom:FREEDOM",
+    "dragon": "cliper.models.dragon:DRAGON",
+    "smore": "cliper.models.smore:SMORE",
 }
 
 _REGISTRY: dict[str, type[Recommender]] = {}
