@@ -136,9 +136,11 @@ class DRAGON(Recommender):
 
     def fuse(self, reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Attentive concatenation (Sec. 3.2): users [w_u1 e_u^v || w_u2 e_u^t], items [e_i^v || e_i^t]."""
-        users = torch.cat([reps[m][: self.n_users] * self.user_modality_weight[:, j : j + 1]
-                           for j, m in enumerate(self.modal)], 1) if len(self.modal) > 1 else reps[self.modal[0]][: self.n_users]
         items = torch.cat([reps[m][self.n_users :] for m in self.modal], 1)
+        if len(self.modal) == 1:  # one modality: its representation alone
+            return reps[self.modal[0]][: self.n_users], items
+        w = self.user_modality_weight
+        users = torch.cat([reps[m][: self.n_users] * w[:, j : j + 1] for j, m in enumerate(self.modal)], 1)
         return users, items
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
