@@ -36,6 +36,8 @@ BUILTIN: dict[str, str] = {
     "freedom": "cliper.models.freedom:FREEDOM",
     "mgcn": "cliper.models.mgcn:MGCN",
     "lgmrec": "cliper.models.lgmrec:LGMRec",
+    "dragon": "cliper.models.dragon:DRAGON",
+    "smore": "cliper.models.smore:SMORE",
 }
 
 _REGISTRY: dict[str, type[Recommender]] = {}
