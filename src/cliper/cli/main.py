@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+import os
 import sys
 
 import typer
@@ -42,8 +45,49 @@ app = typer.Typer(
 )
 
 
+QUIET_HELP = "Quiet: no progress bars, warnings and errors only."
+
+
+def _quiet(flag: bool) -> None:
+    if flag:
+        logging.getLogger().setLevel(logging.WARNING)
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm reads its defaults from TQDM_* variables
+
+
+def with_quiet(fn):
+    """``fn`` as a command that takes ``-q/--quiet``: added where it lacks one, honoured where it has one."""
+    sig = inspect.signature(fn)
+    if "quiet" in sig.parameters:
+
+        @functools.wraps(fn)
+        def honoured(*args, **kwargs):
+            _quiet(bool(kwargs.get("quiet")))
+            return fn(*args, **kwargs)
+
+        return honoured
+
+    @functools.wraps(fn)
+    def added(*args, quiet: bool = False, **kwargs):
+        _quiet(quiet)
+        return fn(*args, **kwargs)
+
+    option = inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                               default=typer.Option(False, "--quiet", "-q", help=QUIET_HELP))
+    added.__signature__ = sig.replace(parameters=[*sig.parameters.values(), option])
+    added.__annotations__ = {**fn.__annotations__, "quiet": bool}
+    return added
+
+
+def _every_command_takes_quiet(stage: typer.Typer) -> None:
+    for command in stage.registered_commands:
+        command.callback = with_quiet(command.callback)
+    for group in stage.registered_groups:
+        _every_command_takes_quiet(group.typer_instance)
+
+
 # Composed one way: each stage module owns a Typer app of its commands and never imports this one.
 for _stage in (train_cmds, demo_cmds, data_cmds, extract_cmds, experiment_cmds, serve_cmds):
+    _every_command_takes_quiet(_stage.app)
     app.add_typer(_stage.app)
 
 
