@@ -174,3 +174,12 @@ def test_raw_timestamp_beyond_int64_precision_is_an_error(tmp_path):
     p.write_text("user_id,item_id,timestamp\nA,x,1600000000\nB,y,1e300\n")
     with pytest.raises(DataError, match=r"log\.csv:3: bad timestamp '1e300'"):
         read_raw(p, progress=False)
+
+
+def test_bad_cliper_threads_env_is_a_config_error(monkeypatch):
+    from cliper.errors import ConfigError
+    from cliper.runtime import set_threads
+
+    monkeypatch.setenv("CLIPER_THREADS", "two")
+    with pytest.raises(ConfigError, match="CLIPER_THREADS must be a positive integer, got 'two'"):
+        set_threads(None)
