@@ -183,3 +183,18 @@ def test_bad_cliper_threads_env_is_a_config_error(monkeypatch):
     monkeypatch.setenv("CLIPER_THREADS", "two")
     with pytest.raises(ConfigError, match="CLIPER_THREADS must be a positive integer, got 'two'"):
         set_threads(None)
+
+
+def test_real_sample_against_the_full_id_map(baby_dir, caplog):
+    """The 97-item real sample covers 1.4% of Baby's 7,050 items: a warning; the wrong key field: an error."""
+    sample, id_map = baby_dir / "meta_sample.jsonl", baby_dir / "i_id_mapping.tsv"
+    if not sample.is_file():
+        pytest.skip("meta_sample.jsonl not in the shared data")
+    mapping = load_id_map(id_map)
+    assert len(mapping) == max(mapping.values()) + 1  # the real map passes the contiguity check
+    with caplog.at_level(logging.WARNING, logger="cliper.catalog.reader"):
+        res = read_catalog(sample, id_map=id_map)
+    assert len(res.items) == 97
+    assert any(f"only 97 of {len(mapping)} items" in r.getMessage() for r in caplog.records)
+    with pytest.raises(DataError, match="none of the 97 catalogue records matches the id map"):
+        read_catalog(sample, id_map=id_map, key_field="title")
