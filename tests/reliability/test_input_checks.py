@@ -198,3 +198,21 @@ def test_real_sample_against_the_full_id_map(baby_dir, caplog):
     assert any(f"only 97 of {len(mapping)} items" in r.getMessage() for r in caplog.records)
     with pytest.raises(DataError, match="none of the 97 catalogue records matches the id map"):
         read_catalog(sample, id_map=id_map, key_field="title")
+
+
+def test_local_image_file_over_the_byte_cap_is_not_read(tmp_path):
+    from cliper.images import LocalImageSource
+    from cliper.images.load import MAX_IMAGE_BYTES
+
+    with open(tmp_path / "7.png", "wb") as fh:  # sparse: costs no disk
+        fh.truncate(MAX_IMAGE_BYTES + 1)
+    got = LocalImageSource(tmp_path).fetch(7, "", [])
+    assert got.reason == "too_large" and str(MAX_IMAGE_BYTES) in got.detail
+
+
+def test_python_literal_catalogue_lines_with_odd_escapes_do_not_warn(tmp_path, recwarn):
+    p = tmp_path / "meta.json"
+    p.write_text("{'asin': 'A0', 'title': 'a \\\\: b \\\\d'}\n".replace("\\\\", "\\"))
+    res = read_catalog(p, fmt="amazon2014", id_map={"A0": 0})
+    assert res.items[0].fields["title"] == "a \\: b \\d"
+    assert not [w for w in recwarn if issubclass(w.category, (DeprecationWarning, SyntaxWarning))]
