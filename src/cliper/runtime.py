@@ -33,6 +33,13 @@ def set_threads(n: int | None) -> None:
     """Torch intra-op threads: ``n``, else ``$CLIPER_THREADS``, else torch's default."""
     import torch
 
-    n = n or int(os.environ.get("CLIPER_THREADS", "0") or 0)
+    if not n:
+        raw = os.environ.get("CLIPER_THREADS", "").strip()
+        try:
+            n = int(raw or 0)
+        except ValueError:
+            from cliper.errors import ConfigError
+
+            raise ConfigError(f"CLIPER_THREADS must be a positive integer, got {raw!r}") from None
     if n > 0:
         torch.set_num_threads(n)

@@ -4,7 +4,7 @@ Usage: ``python cli_driver.py cases.json results.json``. ``cases.json`` is a lis
 ``{"name": ..., "argv": [...]}``. For each case, file descriptor 2 is pointed at a fresh
 file, so everything the command writes to stderr (log records included) is captured;
 ``cliper.cli.main.main()`` runs and its ``SystemExit`` code is recorded with the time taken
-and the peak resident memory of the process so far.
+and the peak resident memory of the process so far (VmHWM).
 """
 
 from __future__ import annotations
@@ -15,6 +15,18 @@ import resource
 import sys
 import tempfile
 import time
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` is per address space, so unlike ``ru_maxrss``
+    it does not carry the parent's size over fork + exec."""
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_case(argv: list[str]) -> dict:
@@ -44,7 +56,7 @@ def run_case(argv: list[str]) -> dict:
         err.seek(0)
         text = err.read().decode("utf-8", "replace")
     return {"code": code, "stderr": text, "seconds": seconds,
-            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "maxrss_mb": peak_rss_mb()}
 
 
 def main() -> None:

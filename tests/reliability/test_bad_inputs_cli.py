@@ -133,14 +133,20 @@ def test_ctrl_c_prints_the_interrupted_line(tmp_path):
     cmd = [sys.executable, "-c", "import sys; sys.argv[0] = 'cliper'; from cliper.cli.main import main; main()",
            "train", "-d", str(ds), "-m", "bpr", "--output", str(out), "-q",
            "-o", "train.epochs=100000", "-o", "train.patience=100000", "-o", "train.eval_step=1000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    # a shell's background job inherits SIGINT ignored, and Python then installs no handler: restore the default
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not (out / "config.yaml").is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(1.5)  # into the epoch loop
     assert proc.poll() is None, proc.communicate()[1]
     proc.send_signal(signal.SIGINT)
-    _stdout, stderr = proc.communicate(timeout=120)
+    try:
+        _stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
     lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(LOG_PREFIXES)]
     assert proc.returncode == 130, stderr
     assert lines == ["interrupted: finished work is kept; rerun the same command (with --resume) to continue"], stderr

@@ -174,3 +174,45 @@ def test_raw_timestamp_beyond_int64_precision_is_an_error(tmp_path):
     p.write_text("user_id,item_id,timestamp\nA,x,1600000000\nB,y,1e300\n")
     with pytest.raises(DataError, match=r"log\.csv:3: bad timestamp '1e300'"):
         read_raw(p, progress=False)
+
+
+def test_bad_cliper_threads_env_is_a_config_error(monkeypatch):
+    from cliper.errors import ConfigError
+    from cliper.runtime import set_threads
+
+    monkeypatch.setenv("CLIPER_THREADS", "two")
+    with pytest.raises(ConfigError, match="CLIPER_THREADS must be a positive integer, got 'two'"):
+        set_threads(None)
+
+
+def test_real_sample_against_the_full_id_map(baby_dir, caplog):
+    """The 97-item real sample covers 1.4% of Baby's 7,050 items: a warning; the wrong key field: an error."""
+    sample, id_map = baby_dir / "meta_sample.jsonl", baby_dir / "i_id_mapping.tsv"
+    if not sample.is_file():
+        pytest.skip("meta_sample.jsonl not in the shared data")
+    mapping = load_id_map(id_map)
+    assert len(mapping) == max(mapping.values()) + 1  # the real map passes the contiguity check
+    with caplog.at_level(logging.WARNING, logger="cliper.catalog.reader"):
+        res = read_catalog(sample, id_map=id_map)
+    assert len(res.items) == 97
+    assert any(f"only 97 of {len(mapping)} items" in r.getMessage() for r in caplog.records)
+    with pytest.raises(DataError, match="none of the 97 catalogue records matches the id map"):
+        read_catalog(sample, id_map=id_map, key_field="title")
+
+
+def test_local_image_file_over_the_byte_cap_is_not_read(tmp_path):
+    from cliper.images import LocalImageSource
+    from cliper.images.load import MAX_IMAGE_BYTES
+
+    with open(tmp_path / "7.png", "wb") as fh:  # sparse: costs no disk
+        fh.truncate(MAX_IMAGE_BYTES + 1)
+    got = LocalImageSource(tmp_path).fetch(7, "", [])
+    assert got.reason == "too_large" and str(MAX_IMAGE_BYTES) in got.detail
+
+
+def test_python_literal_catalogue_lines_with_odd_escapes_do_not_warn(tmp_path, recwarn):
+    p = tmp_path / "meta.json"
+    p.write_text("{'asin': 'A0', 'title': 'a \\\\: b \\\\d'}\n".replace("\\\\", "\\"))
+    res = read_catalog(p, fmt="amazon2014", id_map={"A0": 0})
+    assert res.items[0].fields["title"] == "a \\: b \\d"
+    assert not [w for w in recwarn if issubclass(w.category, (DeprecationWarning, SyntaxWarning))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from typing import Any
 
 
@@ -23,7 +24,9 @@ def parse_record_line(text: str, allow_literal: bool) -> dict[str, Any]:
         if not allow_literal:
             raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
         try:
-            obj = ast.literal_eval(text)
+            with warnings.catch_warnings():  # "invalid escape sequence" in scraped text is not the user's concern
+                warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+                obj = ast.literal_eval(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as exc2:
             raise ValueError(f"neither JSON nor a Python literal ({type(exc2).__name__})") from None
     if not isinstance(obj, dict):
