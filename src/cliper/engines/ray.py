@@ -1,0 +1,176 @@
+"""The ``ray`` engine: cliper's stages on a Ray cluster (``pip install "cliper[ray]"``).
+
+- :meth:`RayEngine.map_stages` is a Ray Data pipeline: ``from_items`` (one block per
+  item) -> ``map`` (``prepare``, Ray tasks) -> ``map_batches`` over an actor pool of
+  ``workers`` actors (``worker()`` called once per actor: the model is loaded once, on
+  the actor's GPU when ``gpus`` > 0) -> results streamed back to the driver.
+  Actors are restarted ``max_retries`` times (``max_restarts``/``max_task_retries``) and
+  prepare tasks retried (``max_retries``), so a worker that dies costs only its
+  unfinished item.
+- :meth:`RayEngine.run_tasks` submits one Ray task per job with ``num_cpus``/``num_gpus``
+  and ``max_retries``; the task sets torch's threads to its CPU budget first, so a job
+  computes exactly what it computes locally with that many threads.
+
+The driver's ``CLIPER_*`` and Hugging Face offline/cache variables are passed to every
+worker (``runtime_env``), so ``--offline``, ``CLIPER_CACHE_DIR`` and the threads setting
+mean the same thing on the cluster. Stage outputs must go to storage every node sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from cliper.engines.base import Engine, Outcome, Resources
+from cliper.errors import CliperError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = 'the ray engine needs Ray: pip install "cliper[ray]" (or pip install "ray[data]>=2.9")'
+_FORWARD = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE")
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise CliperError(INSTALL_HINT) from None
+    return ray
+
+
+def forwarded_env() -> dict[str, str]:
+    """The driver's settings that workers must share (threads, cache folder, offline mode, test hooks)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("CLIPER_") or k in _FORWARD}
+
+
+class RayEngine(Engine):
+    name = "ray"
+
+    def __init__(self, resources: Resources | None = None, address: str | None = None) -> None:
+        super().__init__(resources)
+        self._ray = _import_ray()
+        self.address = address
+        self._started = False
+
+    def describe(self) -> str:
+        r = self.resources
+        return (f"ray ({self.address or 'local instance'}; workers {r.workers or 'auto'}, "
+                f"{r.cpus:g} CPU / {r.gpus:g} GPU each)")
+
+    def _connect(self):
+        ray = self._ray
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+            if self.address:
+                kwargs["address"] = self.address
+            try:
+                ray.init(**kwargs)
+            except ConnectionError as exc:
+                raise CliperError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
+            self._started = True
+        return ray
+
+    def close(self) -> None:
+        if self._started and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._started = False
+
+    def _runtime_env(self) -> dict[str, Any]:
+        return {"env_vars": forwarded_env()}
+
+    # -- many small items: Ray Data, actor pool --------------------------------------------
+    def map_stages(self, items: Sequence[Any], prepare: Callable[[Any], Any],
+                   worker: Callable[[], Callable[[Any], Any]]) -> Iterator[Any]:
+        if not items:
+            return
+        ray = self._connect()
+        res = self.resources
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        size = res.workers or max(1, int(ray.cluster_resources().get("GPU" if res.gpus else "CPU", 1)
+                                         // max(res.gpus or res.cpus, 1e-9)))
+        size = max(1, min(size, len(items)))
+        env = self._runtime_env()
+        ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items], override_num_blocks=len(items))
+        ds = ds.map(_Prepare(prepare), num_cpus=1, max_retries=res.max_retries, runtime_env=env)
+        ds = ds.map_batches(_Worker, fn_constructor_kwargs={"factory": worker, "threads": res.threads},
+                            batch_size=1, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=size),
+                            num_cpus=res.cpus, num_gpus=res.gpus or None,
+                            max_restarts=res.max_retries, max_task_retries=res.max_retries, runtime_env=env)
+        try:
+            for row in ds.iter_rows():
+                yield pickle.loads(row["result"])
+        except ray.exceptions.RayError as exc:
+            raise CliperError(f"the ray engine failed: {_one_line(exc)}") from None
+
+    # -- few long jobs: one Ray task each -------------------------------------------------------
+    def run_tasks(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Outcome]:
+        if not jobs:
+            return
+        ray = self._connect()
+        res = self.resources
+        remote = ray.remote(_run_job).options(num_cpus=res.cpus, num_gpus=res.gpus, max_retries=res.max_retries,
+                                              retry_exceptions=False, runtime_env=self._runtime_env())
+        limit = res.workers or len(jobs)
+        pending: dict[Any, int] = {}
+        queue = list(enumerate(jobs))
+        while queue or pending:
+            while queue and len(pending) < limit:
+                i, job = queue.pop(0)
+                pending[remote.remote(fn, job, res.threads)] = i
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    yield Outcome(i, ray.get(ref))
+                except ray.exceptions.RayError as exc:
+                    yield Outcome(i, error=_one_line(exc))
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    os.environ["CLIPER_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def _run_job(fn: Callable[[Any], Any], job: Any, threads: int) -> Any:
+    """Body of a Ray task: the worker's thread budget, then the job."""
+    _set_threads(threads)
+    return fn(job)
+
+
+class _Prepare:
+    """Ray Data row function: unpickle an item, run ``prepare``, pickle the result."""
+
+    def __init__(self, prepare: Callable[[Any], Any]) -> None:
+        self.prepare = prepare
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"prepared": pickle.dumps(self.prepare(pickle.loads(row["item"])))}
+
+
+class _Worker:
+    """Ray Data actor: ``factory()`` once (loads the model), then one prepared item per batch."""
+
+    def __init__(self, factory: Callable[[], Callable[[Any], Any]], threads: int) -> None:
+        _set_threads(threads)
+        self.work = factory()
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        out = [pickle.dumps(self.work(pickle.loads(p))) for p in batch.column("prepared").to_pylist()]
+        return pa.table({"result": pa.array(out, type=pa.binary())})
+
+
+def _one_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    text = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(exc).__name__}: {exc}"
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[-1] if len(lines) == 1 else (lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else ""))
