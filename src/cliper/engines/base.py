@@ -24,9 +24,10 @@ class Resources:
     """What one worker (actor or task) gets.
 
     ``workers``: how many run at once (None: as many as the cluster fits); ``cpus`` also
-    sets the worker's torch threads; ``max_retries``: how often a worker that *dies*
-    (process killed, node lost) is restarted and its item retried. An exception raised by
-    a stage is not retried: it is a bug or a bad input, and retrying would repeat it.
+    sets the worker's torch threads; ``max_retries``: how often a job of :meth:`Engine.run_tasks`
+    whose worker *dies* (process killed, node lost) is re-run (:meth:`Engine.map_stages` uses
+    the engine's own policy). An exception raised by a stage is never retried: it is a bug
+    or a bad input, and retrying would repeat it.
     """
 
     workers: int | None = None

@@ -4,9 +4,9 @@
   item) -> ``map`` (``prepare``, Ray tasks) -> ``map_batches`` over an actor pool of
   ``workers`` actors (``worker()`` called once per actor: the model is loaded once, on
   the actor's GPU when ``gpus`` > 0) -> results streamed back to the driver.
-  Actors are restarted ``max_retries`` times (``max_restarts``/``max_task_retries``) and
-  prepare tasks retried (``max_retries``), so a worker that dies costs only its
-  unfinished item.
+  Ray Data restarts an actor that dies and retries its batch (its defaults
+  ``max_restarts=-1``, ``max_task_retries=-1``; prepare tasks ``max_retries=-1``), and the
+  stages skip what is already written, so a worker that dies costs only its unfinished item.
 - :meth:`RayEngine.run_tasks` submits one Ray task per job with ``num_cpus``/``num_gpus``
   and ``max_retries``; the task sets torch's threads to its CPU budget first, so a job
   computes exactly what it computes locally with that many threads.
@@ -30,6 +30,7 @@ from cliper.errors import CliperError
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'the ray engine needs Ray: pip install "cliper[ray]" (or pip install "ray[data]>=2.9")'
+PREPARE_CPUS = 0.5  # per prepare task (view texts + image bytes: light, mostly I/O)
 _FORWARD = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "HF_HUB_CACHE")
 
 
@@ -91,22 +92,35 @@ class RayEngine(Engine):
         res = self.resources
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        size = res.workers or max(1, int(ray.cluster_resources().get("GPU" if res.gpus else "CPU", 1)
-                                         // max(res.gpus or res.cpus, 1e-9)))
-        size = max(1, min(size, len(items)))
+        size = self._pool_size(ray, len(items))
         env = self._runtime_env()
         ds = ray.data.from_items([{"item": pickle.dumps(it)} for it in items], override_num_blocks=len(items))
-        ds = ds.map(_Prepare(prepare), num_cpus=1, max_retries=res.max_retries, runtime_env=env)
+        # Fault tolerance is Ray Data's own: tasks whose worker dies are retried (max_retries=-1)
+        # and dead actors restarted with their batch retried (max_restarts=max_task_retries=-1);
+        # exceptions raised by the stages are not retried.
+        ds = ds.map(_Prepare(prepare), num_cpus=PREPARE_CPUS, runtime_env=env)
         ds = ds.map_batches(_Worker, fn_constructor_kwargs={"factory": worker, "threads": res.threads},
                             batch_size=1, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=size),
-                            num_cpus=res.cpus, num_gpus=res.gpus or None,
-                            max_restarts=res.max_retries, max_task_retries=res.max_retries, runtime_env=env)
+                            num_cpus=res.cpus, num_gpus=res.gpus or None, runtime_env=env)
         try:
             for row in ds.iter_rows():
                 yield pickle.loads(row["result"])
         except ray.exceptions.RayError as exc:
             raise CliperError(f"the ray engine failed: {_one_line(exc)}") from None
+
+    def _pool_size(self, ray, n_items: int) -> int:
+        """Actors in the pool: ``workers``, else what the cluster fits -- always leaving CPU for the
+        prepare tasks (a pool holding every CPU would wait forever for its input)."""
+        res = self.resources
+        total = ray.cluster_resources()
+        cpu_room = max(1, int((total.get("CPU", 1) - PREPARE_CPUS) // max(res.cpus, 1e-9)))
+        fits = cpu_room if not res.gpus else min(cpu_room, max(1, int(total.get("GPU", 0) // res.gpus)))
+        size = res.workers or fits
+        if size > cpu_room:
+            log.warning("%d workers x %g CPU leave no CPU for loading; using %d workers", size, res.cpus, cpu_room)
+            size = cpu_room
+        return max(1, min(size, n_items))
 
     # -- few long jobs: one Ray task each -------------------------------------------------------
     def run_tasks(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[Outcome]:
