@@ -58,3 +58,37 @@ def test_compare_on_ray_gives_the_local_table(ray_local, tiny_exp, tmp_path):
     _compare(ds, store, ray_, "--engine", "ray")
     exp = json.loads((ray_ / "experiment.json").read_text())
     assert [u["status"] for u in exp["units"]] == ["skipped", "skipped"]
+
+
+def test_failed_runs_are_reported_and_a_rerun_trains_only_them(ray_local, tiny_exp, tmp_path, monkeypatch):
+    """Dataset 'bad' has a store of the wrong size (fails inside its trainings); the worker of one
+    good run is killed right after it finishes. Ray re-runs that job (reading the finished run back),
+    the failures are listed in one error, and a re-run after the fix trains only the failed runs."""
+    from exp_helpers import write_store
+
+    from cliper.experiments.runner import FAULT_ENV
+
+    ds, store = tiny_exp
+    small = write_store(tmp_path / "small", 30, seed=2)  # the dataset has 40 items
+    marker = tmp_path / "killed.txt"
+    monkeypatch.setenv(FAULT_ENV, f"runs/good/vbpr/vanilla/seed0:{marker}")
+    out = tmp_path / "out"
+    args = ["compare", "-d", f"good={ds}", "-d", f"bad={ds}", "--store", f"good={store}", "--store", f"bad={small}",
+            "--output", str(out), "-b", "vbpr", "--seeds", "0", "--epochs", "1", "-o", "model.embedding_dim=16", "-q",
+            "--engine", "ray", "--workers", "2"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0 and "2 of 4 runs failed" in str(res.exception), res.output + repr(res.exception)
+    assert "bad/vbpr/vanilla/seed0" in str(res.exception) and "30 items" in str(res.exception)
+    assert marker.is_file(), "the fault hook did not fire"
+    status = {(u["dataset"], u["variant"]): u["status"] for u in json.loads((out / "experiment.json").read_text())["units"]}
+    assert status == {("good", "vanilla"): "trained", ("good", "cliper"): "trained",
+                      ("bad", "vanilla"): "failed", ("bad", "cliper"): "failed"}
+    good = (out / "runs/good/vbpr/vanilla/seed0/metrics.json").read_text()
+
+    write_store(small, 40, seed=2)  # fix the input, run the same command again
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    status = {(u["dataset"], u["variant"]): u["status"] for u in json.loads((out / "experiment.json").read_text())["units"]}
+    assert status == {("good", "vanilla"): "skipped", ("good", "cliper"): "skipped",
+                      ("bad", "vanilla"): "trained", ("bad", "cliper"): "trained"}
+    assert (out / "runs/good/vbpr/vanilla/seed0/metrics.json").read_text() == good

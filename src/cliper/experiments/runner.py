@@ -163,11 +163,30 @@ def plan_units(spec: ExperimentSpec, units: list[Unit], out: Path, progress: boo
     return plan
 
 
+FAULT_ENV = "CLIPER_FAULT_EXIT_AFTER_TRAINING"  # test hook "<run folder suffix>:<marker file>"
+
+
 def timed_job(job: training.TrainJob) -> tuple[dict[str, Any], float]:
     """One training (:func:`cliper.training.runner.run_job`) and its wall time -- what engines run."""
     t0 = time.perf_counter()
     metrics = training.run_job(job)
+    _fault_hook(job)
     return metrics, time.perf_counter() - t0
+
+
+def _fault_hook(job: training.TrainJob) -> None:
+    """Test hook: with ``CLIPER_FAULT_EXIT_AFTER_TRAINING=<suffix>:<marker>`` the worker process dies
+    (``os._exit``) once, right after finishing the run whose folder ends with ``suffix``, to show
+    that the engine re-runs the job and the finished training is read back, not redone."""
+    import os
+
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    suffix, _, marker = spec.partition(":")
+    if Path(job.run_dir).as_posix().endswith(suffix) and marker and not Path(marker).exists():
+        Path(marker).write_text(f"worker {os.getpid()} exited after {job.run_dir}\n")
+        os._exit(17)
 
 
 def collect_unit(unit: Unit, cfg, out: Path, grid_points: list | None, got: dict[int, tuple]) -> UnitResult:
