@@ -184,7 +184,7 @@ class _Worker:
 
 
 def _one_line(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None)
-    text = f"{type(cause).__name__}: {cause}" if cause is not None else f"{type(exc).__name__}: {exc}"
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    return lines[-1] if len(lines) == 1 else (lines[0] + (f" ... {lines[-1]}" if len(lines) > 1 else ""))
+    """``Type: message`` of the error a task raised (not Ray's wrapper and traceback), on one line."""
+    err = getattr(exc, "cause", None) or exc
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
