@@ -14,31 +14,44 @@ from cliper.errors import ConfigError
 
 NO_RAY = textwrap.dedent(
     """
-    import sys
+    import contextlib, io, json, sys
     sys.modules["ray"] = None   # `import ray` now raises ImportError, as when Ray is not installed
     from cliper.cli.main import main
-    sys.argv = ["cliper", *sys.argv[1:]]
-    main()
+    results = []
+    for args in json.loads(sys.argv[1]):
+        sys.argv, err = ["cliper", *args], io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                main()
+                rc = 0
+            except SystemExit as exc:
+                rc = exc.code
+        results.append([rc, err.getvalue()])
+    print(json.dumps(results))
     """
 )
 
-
-def _without_ray(tmp_path, *args):
-    script = tmp_path / "no_ray.py"
-    script.write_text(NO_RAY)
-    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
-
-
-@pytest.mark.parametrize("command", [
+COMMANDS = [
     ["extract", "--catalog", "meta.jsonl", "--output", "store", "--encoder", "clip", "--engine", "ray"],
     ["compare", "-d", "tiny=data", "--store", "tiny=store", "--output", "out", "-b", "vbpr", "--engine", "ray"],
+    ["ablate", "-k", "tau", "-d", "tiny=data", "--store", "tiny=store", "--output", "out", "--engine", "ray"],
     ["train", "-d", "data", "-m", "vbpr", "--output", "run", "-g", "model.reg_weight=[1e-4,1e-3]", "--engine", "ray"],
-])
-def test_engine_ray_without_ray_is_one_line_naming_the_extra(tmp_path, command):
-    res = _without_ray(tmp_path, *command)
-    assert res.returncode == 2, res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and 'pip install "cliper[ray]"' in lines[0], res.stderr
+]
+
+
+def test_engine_ray_without_ray_is_one_line_naming_the_extra(tmp_path):
+    import json
+
+    script = tmp_path / "no_ray.py"
+    script.write_text(NO_RAY)
+    res = subprocess.run([sys.executable, str(script), json.dumps(COMMANDS)], capture_output=True, text=True,
+                         timeout=180, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for command, (rc, err) in zip(COMMANDS, json.loads(res.stdout.strip().splitlines()[-1])):
+        lines = err.strip().splitlines()
+        assert rc == 2, (command, err)
+        assert len(lines) == 1 and lines[0].startswith("error: ") and 'pip install "cliper[ray]"' in lines[0], err
+    assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()  # refused before any work
 
 
 def test_local_engine_needs_no_ray(tmp_path):

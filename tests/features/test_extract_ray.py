@@ -52,9 +52,8 @@ def test_ray_store_equals_local_store_and_resumes_across_engines(ray_local, loca
     assert (r.work["chunks_computed"], r.work["chunks_reused"]) == (4, 0)
     assert r.work["images_encoded"] == loc.work["images_encoded"] == len(inputs.rows) - 4 + 1
     _assert_same_store(loc.store, r.store)
-    # a re-run on Ray recomputes nothing; so does the local engine on the Ray-written store
-    again = _ray(inputs, out)
-    assert (again.work["chunks_computed"], again.work["chunks_reused"]) == (0, 4)
+    # the local engine finds every chunk the Ray engine wrote (same keys): it recomputes nothing
+    # (a re-run on Ray reusing chunks is shown by the dead-worker test below)
     back = extract_features(inputs.catalog, out, inputs.clip, id_map=inputs.id_map, images=inputs.images, **KW)
     assert (back.work["chunks_computed"], back.work["chunks_reused"], back.work["texts_encoded"]) == (0, 4, 0)
     _assert_same_store(loc.store, back.store)
