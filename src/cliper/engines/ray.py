@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from cliper.engines.base import Engine, Outcome, Resources
-from cliper.errors import CliperError
+from cliper.errors import CliperError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -110,16 +110,21 @@ class RayEngine(Engine):
             raise CliperError(f"the ray engine failed: {_one_line(exc)}") from None
 
     def _pool_size(self, ray, n_items: int) -> int:
-        """Actors in the pool: ``workers``, else what the cluster fits -- always leaving CPU for the
-        prepare tasks (a pool holding every CPU would wait forever for its input)."""
+        """Actors in the pool: ``workers``, else what the cluster has now. A CPU-only pool always
+        leaves CPU for the prepare tasks (a pool holding every CPU would wait forever for input)."""
         res = self.resources
         total = ray.cluster_resources()
-        cpu_room = max(1, int((total.get("CPU", 1) - PREPARE_CPUS) // max(res.cpus, 1e-9)))
-        fits = cpu_room if not res.gpus else min(cpu_room, max(1, int(total.get("GPU", 0) // res.gpus)))
-        size = res.workers or fits
-        if size > cpu_room:
-            log.warning("%d workers x %g CPU leave no CPU for loading; using %d workers", size, res.cpus, cpu_room)
-            size = cpu_room
+        if res.gpus:  # an autoscaling cluster may have no GPU yet: trust --workers
+            return max(1, min(res.workers or int(total.get("GPU", 0) // res.gpus) or 1, n_items))
+        cpus = total.get("CPU", 0)
+        room = int((cpus - PREPARE_CPUS) // res.cpus)
+        if room < 1:
+            raise ConfigError(f"a worker needs {res.cpus:g} CPUs but the cluster has {cpus:g}, of which "
+                              f"{PREPARE_CPUS:g} go to loading: lower --cpus-per-worker")
+        size = res.workers or room
+        if size > room:
+            log.warning("%d workers x %g CPU leave no CPU for loading; using %d workers", size, res.cpus, room)
+            size = room
         return max(1, min(size, n_items))
 
     # -- few long jobs: one Ray task each -------------------------------------------------------
