@@ -94,6 +94,8 @@ def extract(
                f"{w['texts_encoded']} texts and {w['images_encoded']} images encoded")
     typer.echo(f"time: {elapsed:.1f} s ({m['n_items'] / max(elapsed, 1e-9):.1f} items/s)")
     typer.echo(f"store: {output}")
+    if eng.name != "local":
+        typer.echo(f"engine: {eng.describe()}")
     if export_mmrec is not None:
         from cliper.features.export import export_mmrec as write_mmrec
 

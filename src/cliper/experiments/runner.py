@@ -245,13 +245,6 @@ def _plot(run_dir: Path) -> None:
         log.debug("no curves for %s: %s", run_dir, exc)
 
 
-def _grid_size(cfg) -> int:
-    size = 1
-    for values in cfg.grid.values():
-        size *= len(values)
-    return size
-
-
 def _write_experiment(out: Path, spec: ExperimentSpec, results: list[UnitResult], units: list[Unit], kind: str) -> None:
     """``experiment.json``: every unit with its folder, status and provenance (rewritten after each unit)."""
     rows = []
