@@ -92,3 +92,18 @@ def test_failed_runs_are_reported_and_a_rerun_trains_only_them(ray_local, tiny_e
     assert status == {("good", "vanilla"): "skipped", ("good", "cliper"): "skipped",
                       ("bad", "vanilla"): "trained", ("bad", "cliper"): "trained"}
     assert (out / "runs/good/vbpr/vanilla/seed0/metrics.json").read_text() == good
+
+
+def test_train_search_on_ray_picks_the_local_winner(ray_local, tiny_exp, tmp_path):
+    """`cliper train -g ... --engine ray`: every grid point a Ray task; grid.json and the winner as locally."""
+    ds, store = tiny_exp
+    args = ["train", "-d", str(ds), "-m", "vbpr", "-o", f"features.store={store}", "-o", "train.epochs=2",
+            "-o", "model.embedding_dim=16", "-g", "model.reg_weight=[1e-4,1e-2,1.0]", "-q"]
+    for name, extra in (("local", []), ("ray", ["--engine", "ray", "--workers", "2"])):
+        res = CliRunner().invoke(app, [*args, "--output", str(tmp_path / name), *extra])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+    grids = {n: json.loads((tmp_path / n / "grid.json").read_text()) for n in ("local", "ray")}
+    assert grids["local"] == grids["ray"] and len(grids["ray"]["runs"]) == 3
+    assert grids["ray"]["selected_by"] == "valid recall@20"
+    best = max(grids["ray"]["runs"], key=lambda r: r["valid"]["recall@20"])
+    assert grids["ray"]["winner"] == best

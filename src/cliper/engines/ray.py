@@ -99,15 +99,19 @@ class RayEngine(Engine):
         # and dead actors restarted with their batch retried (max_restarts=max_task_retries=-1);
         # exceptions raised by the stages are not retried.
         ds = ds.map(_Prepare(prepare), num_cpus=PREPARE_CPUS, runtime_env=env)
-        ds = ds.map_batches(_Worker, fn_constructor_kwargs={"factory": worker, "threads": res.threads},
+        ctor = {"factory": worker, "threads": res.threads, "gpus": res.gpus}
+        ds = ds.map_batches(_Worker, fn_constructor_kwargs=ctor,
                             batch_size=1, batch_format="pyarrow",
                             compute=ray.data.ActorPoolStrategy(size=size),
                             num_cpus=res.cpus, num_gpus=res.gpus or None, runtime_env=env)
         try:
             for row in ds.iter_rows():
                 yield pickle.loads(row["result"])
-        except ray.exceptions.RayError as exc:
-            raise CliperError(f"the ray engine failed: {_one_line(exc)}") from None
+        except Exception as exc:
+            user = _cliper_error(exc)
+            if user is not None:  # a user error inside a stage: the same one line as on the local engine
+                raise user from None
+            raise
 
     def _pool_size(self, ray, n_items: int) -> int:
         """Actors in the pool: ``workers``, else what the cluster has now. A CPU-only pool always
@@ -141,7 +145,7 @@ class RayEngine(Engine):
         while queue or pending:
             while queue and len(pending) < limit:
                 i, job = queue.pop(0)
-                pending[remote.remote(fn, job, res.threads)] = i
+                pending[remote.remote(fn, job, res.threads, res.gpus)] = i
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 i = pending.pop(ref)
@@ -151,16 +155,19 @@ class RayEngine(Engine):
                     yield Outcome(i, error=_one_line(exc))
 
 
-def _set_threads(threads: int) -> None:
+def _set_budget(threads: int, gpus: float) -> None:
+    """Torch threads = the worker's CPUs; a worker given no GPU sees none (``device: auto`` -> CPU)."""
     import torch
 
     os.environ["CLIPER_THREADS"] = str(threads)
     torch.set_num_threads(threads)
+    if not gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 
-def _run_job(fn: Callable[[Any], Any], job: Any, threads: int) -> Any:
-    """Body of a Ray task: the worker's thread budget, then the job."""
-    _set_threads(threads)
+def _run_job(fn: Callable[[Any], Any], job: Any, threads: int, gpus: float = 0.0) -> Any:
+    """Body of a Ray task: the worker's CPU/GPU budget, then the job."""
+    _set_budget(threads, gpus)
     return fn(job)
 
 
@@ -177,8 +184,8 @@ class _Prepare:
 class _Worker:
     """Ray Data actor: ``factory()`` once (loads the model), then one prepared item per batch."""
 
-    def __init__(self, factory: Callable[[], Callable[[Any], Any]], threads: int) -> None:
-        _set_threads(threads)
+    def __init__(self, factory: Callable[[], Callable[[Any], Any]], threads: int, gpus: float = 0.0) -> None:
+        _set_budget(threads, gpus)
         self.work = factory()
 
     def __call__(self, batch):
@@ -186,6 +193,23 @@ class _Worker:
 
         out = [pickle.dumps(self.work(pickle.loads(p))) for p in batch.column("prepared").to_pylist()]
         return pa.table({"result": pa.array(out, type=pa.binary())})
+
+
+def _cliper_error(exc: BaseException) -> CliperError | None:
+    """The CliperError a stage raised, found through Ray's wrappers (causes and ``.cause``), or
+    read from the text of an actor that died in ``__init__`` (Ray keeps only the message then)."""
+    import re
+
+    seen, texts = set(), []
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, CliperError):
+            return exc
+        texts.append(str(exc))
+        nxt = getattr(exc, "cause", None)
+        exc = nxt if isinstance(nxt, BaseException) else (exc.__cause__ or exc.__context__)
+    found = re.findall(r"^cliper\.errors\.\w+: (.+)$", "\n".join(texts), flags=re.MULTILINE)
+    return CliperError(found[-1].strip()) if found else None
 
 
 def _one_line(exc: BaseException) -> str:
