@@ -142,17 +142,23 @@ class RayEngine(Engine):
         limit = res.workers or len(jobs)
         pending: dict[Any, int] = {}
         queue = list(enumerate(jobs))
-        while queue or pending:
-            while queue and len(pending) < limit:
-                i, job = queue.pop(0)
-                pending[remote.remote(fn, job, res.threads, res.gpus)] = i
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                i = pending.pop(ref)
-                try:
-                    yield Outcome(i, ray.get(ref))
-                except ray.exceptions.RayError as exc:
-                    yield Outcome(i, error=_one_line(exc))
+        try:
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    i, job = queue.pop(0)
+                    pending[remote.remote(fn, job, res.threads, res.gpus)] = i
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    i = pending.pop(ref)
+                    try:
+                        value = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        yield Outcome(i, error=_one_line(exc))
+                    else:
+                        yield Outcome(i, value)
+        finally:  # interrupted (Ctrl-C, an error in the caller): stop what still runs; checkpoints stay
+            for ref in pending:
+                ray.cancel(ref, force=True)
 
 
 def _set_budget(threads: int, gpus: float) -> None:
