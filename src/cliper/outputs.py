@@ -10,7 +10,9 @@ when the process is killed with ``kill -9``) and writes the holder's pid to
 Nesting: the lock is reentrant per process (quickstart -> compare -> train on folders
 inside one another never waits on itself). A folder inside a folder that another
 process holds is refused too: before locking ``dir`` every enclosing folder that has a
-lock file is probed.
+lock file is probed, except folders delegated to this process by its parent
+(``CLIPER_DELEGATED_OUTPUTS``, set by the Ray engine for its workers, whose driver holds
+the experiment folder while they train inside it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from filelock import FileLock, Timeout
 from cliper.errors import CliperError
 
 LOCK_FILE = ".cliper.lock"
+# Folders a parent process holds on behalf of its workers (a Ray driver for its tasks):
+# their workers may lock folders inside them. Set by the engine from delegation_env().
+DELEGATED_ENV = "CLIPER_DELEGATED_OUTPUTS"
 OWNER_FILE = ".cliper.owner"
 
 _held: dict[Path, list] = {}  # resolved folder -> [FileLock, depth]
@@ -63,9 +68,21 @@ def held_by_this_process(folder: str | Path) -> bool:
     return any(q in _held for q in (p, *p.parents))
 
 
+def delegation_env() -> dict[str, str]:
+    """Environment for worker processes of this one: the folders held here are theirs to write in."""
+    with _guard:
+        held = [str(p) for p in _held]
+    return {DELEGATED_ENV: os.pathsep.join(held)} if held else {}
+
+
+def _delegated() -> set[Path]:
+    return {Path(p) for p in os.environ.get(DELEGATED_ENV, "").split(os.pathsep) if p}
+
+
 def _check_enclosing(folder: Path) -> None:
+    delegated = _delegated()
     for parent in folder.parents:
-        if parent in _held or not (parent / LOCK_FILE).is_file():
+        if parent in _held or parent in delegated or not (parent / LOCK_FILE).is_file():
             continue
         probe = _try(parent / LOCK_FILE)
         if probe is None:

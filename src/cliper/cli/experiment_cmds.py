@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from cliper.cli import engine_opts
 from cliper.errors import CliperError
 
 # This stage's commands; cliper.cli.main composes them into the one console script.
@@ -50,6 +51,11 @@ def compare(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training budget (train.epochs) for every run."),
     report_only: bool = typer.Option(False, "--report-only", help="Train nothing; rebuild the tables from the finished runs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress bars."),
+    engine: str = engine_opts.engine_option(),
+    ray_address: Optional[str] = engine_opts.address_option(),
+    workers: Optional[int] = engine_opts.workers_option(),
+    cpus_per_worker: Optional[float] = engine_opts.cpus_option(),
+    gpus_per_worker: Optional[float] = engine_opts.gpus_option(),
 ) -> None:
     """Vanilla vs CLIPER features for every backbone and dataset, at the same embedding size and budget.
 
@@ -61,7 +67,8 @@ def compare(
     from cliper.experiments.compare import run_compare
 
     s = _spec(spec, dataset, store, image, text, backbone, seeds, grid, override, config, epochs, search)
-    files = run_compare(s, output, progress=not quiet, train=not report_only)
+    with engine_opts.make_engine(engine, ray_address, workers, cpus_per_worker, gpus_per_worker) as eng:
+        files = run_compare(s, output, progress=not quiet, train=not report_only, engine=eng)
     typer.echo(files["md"].read_text(encoding="utf-8"))
     typer.echo("written: " + ", ".join(str(p) for p in files.values()))
 
@@ -82,6 +89,11 @@ def ablate(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training budget (train.epochs) for every run."),
     report_only: bool = typer.Option(False, "--report-only", help="Train nothing; rebuild the table from the finished runs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch progress bars."),
+    engine: str = engine_opts.engine_option(),
+    ray_address: Optional[str] = engine_opts.address_option(),
+    workers: Optional[int] = engine_opts.workers_option(),
+    cpus_per_worker: Optional[float] = engine_opts.cpus_option(),
+    gpus_per_worker: Optional[float] = engine_opts.gpus_option(),
 ) -> None:
     """Ablations on the CLIPER features: drop views, swap the fusion, sweep tau or the embedding size.
 
@@ -98,7 +110,8 @@ def ablate(
             raise CliperError("no ablation kind: pass --kind views|fusion|tau|dim or a --spec with an ablation: entry")
         kind = s.ablation.kind
         swept = parse_values(kind, values) if values else s.ablation.values
-    files = run_ablation(s, kind, output, values=swept, progress=not quiet, train=not report_only)
+    with engine_opts.make_engine(engine, ray_address, workers, cpus_per_worker, gpus_per_worker) as eng:
+        files = run_ablation(s, kind, output, values=swept, progress=not quiet, train=not report_only, engine=eng)
     typer.echo(files["md"].read_text(encoding="utf-8"))
     typer.echo("written: " + ", ".join(str(p) for p in files.values()))
 

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from cliper.cli import engine_opts
+
 # This stage's commands; cliper.cli.main composes them into the one console script.
 app = typer.Typer()
 
@@ -42,11 +44,19 @@ def extract(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     force: bool = typer.Option(False, "--force", help="Replace a finished store in --output made with other inputs "
                                "or options (otherwise that is refused)."),
+    engine: str = engine_opts.engine_option(),
+    ray_address: Optional[str] = engine_opts.address_option(),
+    workers: Optional[int] = engine_opts.workers_option(),
+    cpus_per_worker: Optional[float] = engine_opts.cpus_option(),
+    gpus_per_worker: Optional[float] = engine_opts.gpus_option(),
 ) -> None:
     """Extract multi-view CLIP features for every item into a feature store.
 
     Resumable: re-run the same command after an interruption; finished chunks are
-    reused, and a run with unchanged texts and images recomputes nothing.
+    reused, and a run with unchanged texts and images recomputes nothing. With
+    --engine ray the chunks are encoded by a pool of Ray actors (one model each, on its
+    GPU with --gpus-per-worker 1) into the same store; OUTPUT must be on storage every
+    Ray node sees.
     """
     import os
 
@@ -60,14 +70,16 @@ def extract(
     view_set = view_set_from_fields([f.strip() for f in fields.split(",") if f.strip()]) if fields else load_view_set(views)
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
+    eng = engine_opts.make_engine(engine, ray_address, workers, cpus_per_worker, gpus_per_worker)
     t0 = time.perf_counter()
-    result = extract_features(
-        catalog, output, encoder, id_map=id_map, images=images, image_cache=image_cache, views=view_set,
-        catalog_format=fmt, key_field=key_field, field_map=parse_field_map(field_map), image_field=image_field,
-        batch_size=batch_size, device=device, dtype=None if dtype == "auto" else dtype, long_text=long_text,
-        chunk_size=chunk_size, missing_image=missing_image, download_timeout=timeout, download_retries=retries,
-        progress=not quiet, force=force,
-    )
+    with eng:
+        result = extract_features(
+            catalog, output, encoder, id_map=id_map, images=images, image_cache=image_cache, views=view_set,
+            catalog_format=fmt, key_field=key_field, field_map=parse_field_map(field_map), image_field=image_field,
+            batch_size=batch_size, device=device, dtype=None if dtype == "auto" else dtype, long_text=long_text,
+            chunk_size=chunk_size, missing_image=missing_image, download_timeout=timeout, download_retries=retries,
+            progress=not quiet, force=force, engine=eng,
+        )
     m = result.manifest
     elapsed = time.perf_counter() - t0
     typer.echo(f"items: {m['n_items']} ({m['catalog']['items']} in the catalogue, "
@@ -84,6 +96,8 @@ def extract(
                f"{w['texts_encoded']} texts and {w['images_encoded']} images encoded")
     typer.echo(f"time: {elapsed:.1f} s ({m['n_items'] / max(elapsed, 1e-9):.1f} items/s)")
     typer.echo(f"store: {output}")
+    if eng.name != "local":
+        typer.echo(f"engine: {eng.describe()}")
     if export_mmrec is not None:
         from cliper.features.export import export_mmrec as write_mmrec
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from cliper.cli import engine_opts
 from cliper.errors import CliperError
 
 # This stage's commands; cliper.cli.main composes them into the one console script.
@@ -28,12 +29,18 @@ def train(
     search: bool = typer.Option(False, "--search", help="Also search the grid the model's packaged config declares."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --output from its checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    engine: str = engine_opts.engine_option(),
+    ray_address: Optional[str] = engine_opts.address_option(),
+    workers: Optional[int] = engine_opts.workers_option(),
+    cpus_per_worker: Optional[float] = engine_opts.cpus_option(),
+    gpus_per_worker: Optional[float] = engine_opts.gpus_option(),
 ) -> None:
     """Train a recommender; test metrics are reported at the best validation epoch.
 
     Early stopping watches eval.valid_metric (default recall@20, patience 20). With a grid
     (-g, --search, or a grid: section in a config file), every point is trained and the
     winner is chosen by its VALIDATION score; test scores are never used for selection.
+    With --engine ray every grid point is a Ray task (--cpus-per-worker sets its threads).
     """
     from cliper.config.loader import load_config, parse_override
     from cliper.training.runner import train_grid, train_run
@@ -48,8 +55,12 @@ def train(
                 raise CliperError(f"grid axis {g!r} needs a non-empty list of values, e.g. key=[a,b]")
             extra[".".join(path)] = values
         cfg = cfg.model_copy(update={"grid": extra})
+    eng = engine_opts.make_engine(engine, ray_address, workers, cpus_per_worker, gpus_per_worker)
     if cfg.grid:
-        metrics = train_grid(cfg, output, resume=resume, progress=not quiet)
+        with eng:
+            metrics = train_grid(cfg, output, resume=resume, progress=not quiet, engine=eng)
+    elif eng.name != "local":
+        raise CliperError("--engine ray runs grids (-g, --search); a single run trains here")
     else:
         metrics = train_run(cfg, output, resume=resume, progress=not quiet)
     _print_summary(metrics, cfg.eval.valid_metric, output)

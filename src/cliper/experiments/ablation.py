@@ -128,7 +128,8 @@ def ablation_plan(spec: ExperimentSpec, kind: str, values: Sequence[Any] | None 
 
 
 def run_ablation(spec: ExperimentSpec, kind: str, out: str | Path, values: Sequence[Any] | None = None,
-                 progress: bool = True, train: bool = True) -> dict[str, Path]:
+                 progress: bool = True, train: bool = True, engine: Any = "local") -> dict[str, Path]:
+    """Train the ablation's variants (on ``engine``, see :func:`run_units`), then write its table and plot."""
     out = Path(out)
     units, reference, swept = ablation_plan(spec, kind, values)
     with exclusive_output(out):
@@ -137,7 +138,7 @@ def run_ablation(spec: ExperimentSpec, kind: str, out: str | Path, values: Seque
 
 def _ablation(spec, kind, out, units, reference, swept, progress, train) -> dict[str, Path]:
     if train:
-        run_units(spec, units, out, progress=progress, kind=f"ablate-{kind}")
+        run_units(spec, units, out, progress=progress, kind=f"ablate-{kind}", engine=engine)
     groups = tables.gather(out, units)
     valid_key = "recall@20"
     rows = tables.ablation_rows(groups, reference, swept, valid_key=valid_key)

@@ -29,13 +29,17 @@ def compare_units(spec: ExperimentSpec) -> list[Unit]:
     return build_units(spec, variants)
 
 
-def run_compare(spec: ExperimentSpec, out: str | Path, progress: bool = True, train: bool = True) -> dict[str, Path]:
-    """Train (or, with ``train=False``, only report on) every unit, then write the tables and plot."""
+def run_compare(spec: ExperimentSpec, out: str | Path, progress: bool = True, train: bool = True,
+                engine: Any = "local") -> dict[str, Path]:
+    """Train (or, with ``train=False``, only report on) every unit, then write the tables and plot.
+
+    ``engine``: ``"local"``, ``"ray"`` or an :class:`cliper.engines.Engine` (see :func:`run_units`).
+    """
     out = Path(out)
     units = compare_units(spec)
     with exclusive_output(out):
         if train:
-            run_units(spec, units, out, progress=progress, kind="compare")
+            run_units(spec, units, out, progress=progress, kind="compare", engine=engine)
         return write_compare_report(spec, out, units)
 
 

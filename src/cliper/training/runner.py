@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,28 +268,73 @@ def _feature_provenance(cfg: RunConfig) -> dict[str, Any] | None:
     return out
 
 
-def train_grid(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train every grid point into ``out_dir/grid/NNN``; the winner is chosen on VALIDATION only.
+@dataclass(frozen=True)
+class TrainJob:
+    """One training -- a config and its folder -- the unit every engine runs (:func:`run_job`)."""
 
-    Finished grid points are reused when the grid is re-run (interrupted grids resume).
-    """
-    with exclusive_output(out_dir):
-        return _train_grid(cfg, Path(out_dir), resume, progress)
+    cfg: RunConfig
+    run_dir: str
+    resume: bool = True
+    progress: bool = False
+    label: str = ""
 
 
-def _train_grid(cfg: RunConfig, out_dir: Path, resume: bool, progress: bool) -> dict[str, Any]:
+_SHARED: dict[str, Any] = {}  # one entry: the last (dataset, features) loaded by run_job in this process
+
+
+def _inputs_key(cfg: RunConfig) -> str:
+    """What the loaded data and features depend on, file modification times included."""
+    stamps = []
+    for f in (cfg.dataset.path, cfg.features.store and str(Path(cfg.features.store) / "manifest.json"),
+              cfg.features.image, cfg.features.text):
+        p = Path(f) if f else None
+        stamps.append(p.stat().st_mtime_ns if p is not None and p.exists() else None)
+    return json.dumps([cfg.dataset.model_dump(mode="json"), cfg.features.model_dump(mode="json"), stamps],
+                      sort_keys=True, default=str)
+
+
+def shared_inputs(cfg: RunConfig) -> tuple[InteractionData, ItemFeatures | None]:
+    """The dataset and features of ``cfg``, reused by the next job with the same ones (grid points,
+    seeds): a model deep-copies its features, so sharing them changes no result."""
+    key = _inputs_key(cfg)
+    if _SHARED.get("key") != key:
+        _SHARED.clear()
+        data = load_dataset(cfg)
+        features = build_features(cfg, data.n_items) if cfg.features.configured else None
+        _SHARED.update(key=key, value=(data, features))
+    return _SHARED["value"]
+
+
+def run_job(job: TrainJob) -> dict[str, Any]:
+    """Train one job (or read back its finished metrics) -- the same call on every engine."""
+    run_dir = Path(job.run_dir)
+    if job.resume and (run_dir / METRICS_FILE).is_file():
+        return train_run(job.cfg, run_dir, resume=True, progress=job.progress)
+    data, features = shared_inputs(job.cfg)
+    return train_run(job.cfg, run_dir, resume=job.resume, progress=job.progress, data=data, features=features)
+
+
+def plan_grid(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> list[tuple[dict, TrainJob]]:
+    """Every grid point as ``(assignment, job)`` in ``out_dir/grid/NNN`` (finished points are resumed)."""
+    out_dir = Path(out_dir)
     points = expand_grid(cfg)
-    data = load_dataset(cfg)
-    features = build_features(cfg, data.n_items) if cfg.features.configured else None
-    rows = []
+    plan = []
     for i, (assignment, point_cfg) in enumerate(points):
         run_dir = out_dir / "grid" / f"{i:03d}"
         done = (run_dir / METRICS_FILE).is_file()
-        log.info("grid point %d/%d %s%s", i + 1, len(points), assignment, " (done)" if done else "")
-        metrics = train_run(point_cfg, run_dir, resume=done or resume, progress=progress,
-                            data=data, features=features)
-        rows.append({"run": str(run_dir.relative_to(out_dir)), "params": assignment,
-                     "valid": metrics["valid"], "test": metrics["test"], "best_epoch": metrics["best_epoch"]})
+        plan.append((assignment, TrainJob(point_cfg, str(run_dir), resume=done or resume, progress=progress,
+                                          label=f"grid point {i + 1}/{len(points)} {assignment}")))
+    return plan
+
+
+def collect_grid(cfg: RunConfig, out_dir: str | Path, points: list[tuple[dict, TrainJob]],
+                 metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Choose the winner on VALIDATION and write ``grid.json`` and the grid's ``metrics.json``."""
+    out_dir = Path(out_dir)
+    rows = []
+    for (assignment, job), m in zip(points, metrics):
+        rows.append({"run": str(Path(job.run_dir).relative_to(out_dir)), "params": assignment,
+                     "valid": m["valid"], "test": m["test"], "best_epoch": m["best_epoch"]})
     key = cfg.eval.valid_metric
     winner = max(range(len(rows)), key=lambda j: rows[j]["valid"].get(key, float("-inf")))
     summary = {
@@ -304,6 +350,48 @@ def _train_grid(cfg: RunConfig, out_dir: Path, resume: bool, progress: bool) -> 
                            "run": rows[winner]["run"], "n_points": len(rows)}
     (out_dir / METRICS_FILE).write_text(json.dumps(win_metrics, indent=2), encoding="utf-8")
     return win_metrics
+
+
+def train_grid(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+               engine: Any = "local") -> dict[str, Any]:
+    """Train every grid point into ``out_dir/grid/NNN``; the winner is chosen on VALIDATION only.
+
+    Finished grid points are reused when the grid is re-run (interrupted grids resume).
+    ``engine`` (``"local"``, ``"ray"`` or an :class:`cliper.engines.Engine`) runs the points;
+    with ``ray`` each point is a Ray task, failures are listed once all points have ended.
+    ``out_dir`` is held exclusively meanwhile.
+    """
+    with exclusive_output(out_dir):
+        return _train_grid(cfg, Path(out_dir), resume, progress, engine)
+
+
+def _train_grid(cfg: RunConfig, out_dir: Path, resume: bool, progress: bool, engine: Any) -> dict[str, Any]:
+    from cliper.engines import get_engine
+
+    points = plan_grid(cfg, out_dir, resume=resume, progress=progress)
+    eng = get_engine(engine)
+    try:
+        if eng.name == "local":
+            shared_inputs(cfg)  # a wrong dataset or store fails before the first point
+        metrics: list[dict[str, Any] | None] = [None] * len(points)
+        failed = []
+        for i, (assignment, job) in enumerate(points):
+            log.info("grid point %d/%d %s%s", i + 1, len(points), assignment, " (done)" if job.resume and
+                     (Path(job.run_dir) / METRICS_FILE).is_file() else "")
+        jobs = [job if eng.name == "local" else replace(job, progress=False) for _, job in points]
+        for oc in eng.run_tasks(run_job, jobs):
+            if oc.ok:
+                metrics[oc.index] = oc.value
+            else:
+                failed.append(f"{Path(points[oc.index][1].run_dir).name} {points[oc.index][0]}: {oc.error}")
+                log.error("grid point %s failed: %s", points[oc.index][0], oc.error)
+    finally:
+        if isinstance(engine, str) or engine is None:
+            eng.close()
+    if failed:
+        raise CliperError(f"{len(failed)} of {len(points)} grid points failed ({'; '.join(failed)}); "
+                          "re-run the same command with --resume to retry them (finished points are reused)")
+    return collect_grid(cfg, out_dir, points, metrics)  # type: ignore[arg-type]
 
 
 def load_trained(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, InteractionData, Recommender]:
