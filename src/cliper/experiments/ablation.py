@@ -133,10 +133,10 @@ def run_ablation(spec: ExperimentSpec, kind: str, out: str | Path, values: Seque
     out = Path(out)
     units, reference, swept = ablation_plan(spec, kind, values)
     with exclusive_output(out):
-        return _ablation(spec, kind, out, units, reference, swept, progress, train)
+        return _ablation(spec, kind, out, units, reference, swept, progress, train, engine)
 
 
-def _ablation(spec, kind, out, units, reference, swept, progress, train) -> dict[str, Path]:
+def _ablation(spec, kind, out, units, reference, swept, progress, train, engine) -> dict[str, Path]:
     if train:
         run_units(spec, units, out, progress=progress, kind=f"ablate-{kind}", engine=engine)
     groups = tables.gather(out, units)
