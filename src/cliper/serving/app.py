@@ -89,16 +89,12 @@ class Service:
 
     # -- items ---------------------------------------------------------------------
     def item_fragment(self, row: int) -> bytes:
-        """``{"item_id": ..., metadata..., "thumbnail": url`` (no closing brace), built once per item."""
+        """The item's stored JSON line without its closing brace, plus its thumbnail URL (cached)."""
         frag = self._frags[row]
         if frag is None:
-            b = self.bundle
-            item_id = b.item_ids[row]
-            doc: dict[str, Any] = {"item_id": item_id}
-            if b.metadata is not None:
-                doc.update(b.metadata[row])
-            doc["thumbnail"] = f"/v1/items/{quote(item_id, safe='')}/thumbnail"
-            frag = json.dumps(doc, ensure_ascii=False)[:-1].encode()
+            line = self.bundle.item_lines[row]
+            url = f"/v1/items/{quote(self.bundle.item_ids[row], safe='')}/thumbnail"
+            frag = line.rstrip()[:-1] + b',"thumbnail":' + json.dumps(url).encode()
             self._frags[row] = frag
         return frag
 

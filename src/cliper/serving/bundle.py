@@ -8,7 +8,8 @@ A bundle folder holds::
                              optional clip_image [I, e], clip_text [I, t] (unit rows);
                              optional thumb_offsets [I+1] into thumbnails.bin
     ids.json                 raw user and item ids (e.g. reviewer ids and ASINs), by row
-    items.json               per-item metadata (title, brand, categories), by row, or absent
+    items.jsonl              one compact JSON object per item row: item_id and metadata (title, brand,
+                             categories) when the run had it; served as is, never re-serialised
     thumbnails.bin           concatenated JPEG thumbnails, or absent
     index.faiss              a faiss index over the items (``index.kind`` ivf / hnsw), or absent
     encoder/                 the CLIP folder (config, safetensors weights, tokenizer), or absent
@@ -39,7 +40,7 @@ FORMAT = "cliper-serving-bundle/1"
 MANIFEST = "manifest.json"
 EMBEDDINGS = "embeddings.safetensors"
 IDS = "ids.json"
-ITEMS = "items.json"
+ITEMS = "items.jsonl"
 THUMBNAILS = "thumbnails.bin"
 INDEX = "index.faiss"
 ENCODER_DIR = "encoder"
@@ -137,8 +138,10 @@ def write_bundle(content: BundleContent, output: str | Path, index: str = "exact
                         fh.write(t)
         save_file(arrays, str(tmp / EMBEDDINGS))
         _write_json(tmp / IDS, {"users": list(map(str, content.user_ids)), "items": list(map(str, content.item_ids))})
-        if content.metadata is not None:
-            _write_json(tmp / ITEMS, [_clean_meta(m) for m in content.metadata])
+        with open(tmp / ITEMS, "w", encoding="utf-8") as fh:  # json.dumps escapes newlines: one line per item
+            for j, item_id in enumerate(content.item_ids):
+                meta = _clean_meta(content.metadata[j]) if content.metadata is not None else {}
+                fh.write(json.dumps({"item_id": str(item_id), **meta}, ensure_ascii=False, separators=(",", ":")) + "\n")
         index_doc: dict[str, Any] = {"kind": "exact"}
         if index != "exact":
             from cliper.serving.index import build_faiss_index
@@ -205,13 +208,29 @@ class Bundle:
     seen_indices: np.ndarray
     user_ids: list[str]
     item_ids: list[str]
-    metadata: list[dict[str, Any]] | None
+    item_lines: list[bytes]
     clip_image: np.ndarray | None
     clip_text: np.ndarray | None
     thumb_offsets: np.ndarray | None
     thumbnails: bytes | None
     user_index: dict[str, int] = field(default_factory=dict)
     item_index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def has_metadata(self) -> bool:
+        return bool((self.manifest.get("has") or {}).get("metadata"))
+
+    @property
+    def metadata(self) -> list[dict[str, Any]] | None:
+        """Per-item metadata dicts (parsed on demand: the server sends the stored lines as they are)."""
+        if not self.has_metadata:
+            return None
+        out = []
+        for line in self.item_lines:
+            doc = json.loads(line)
+            doc.pop("item_id", None)
+            out.append(doc)
+        return out
 
     @property
     def n_users(self) -> int:
@@ -251,8 +270,8 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{mpath}: not a {FORMAT} manifest")
     files = manifest.get("files")
-    if not isinstance(files, dict) or EMBEDDINGS not in files or IDS not in files:
-        raise BundleError(f"{mpath}: manifest lists no embeddings/ids files")
+    if not isinstance(files, dict) or not {EMBEDDINGS, IDS, ITEMS} <= set(files):
+        raise BundleError(f"{mpath}: manifest lists no {EMBEDDINGS}, {IDS} or {ITEMS}")
     present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()}
     present.discard(MANIFEST)
     extra = sorted(present - set(files))
@@ -279,7 +298,9 @@ def load_bundle(path: str | Path) -> Bundle:
     manifest = verify_bundle(root)
     arrays = load_file(str(root / EMBEDDINGS))
     ids = json.loads((root / IDS).read_text(encoding="utf-8"))
-    metadata = json.loads((root / ITEMS).read_text(encoding="utf-8")) if (root / ITEMS).is_file() else None
+    lines = (root / ITEMS).read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
     thumbs = (root / THUMBNAILS).read_bytes() if (root / THUMBNAILS).is_file() else None
     b = Bundle(
         path=root, manifest=manifest,
@@ -287,14 +308,14 @@ def load_bundle(path: str | Path) -> Bundle:
         items=np.ascontiguousarray(arrays["items"], dtype=np.float32),
         seen_indptr=arrays["seen_indptr"], seen_indices=arrays["seen_indices"],
         user_ids=[str(x) for x in ids["users"]], item_ids=[str(x) for x in ids["items"]],
-        metadata=metadata, clip_image=arrays.get("clip_image"), clip_text=arrays.get("clip_text"),
+        item_lines=lines, clip_image=arrays.get("clip_image"), clip_text=arrays.get("clip_text"),
         thumb_offsets=arrays.get("thumb_offsets"),
         thumbnails=thumbs if thumbs is not None or "thumb_offsets" not in arrays else b"",
     )
     if len(b.user_ids) != b.n_users or len(b.item_ids) != b.n_items or b.seen_indptr.shape != (b.n_users + 1,):
         raise BundleError(f"bundle {root}: id maps or seen items do not match the embeddings")
-    if metadata is not None and len(metadata) != b.n_items:
-        raise BundleError(f"bundle {root}: {ITEMS} has {len(metadata)} entries for {b.n_items} items")
+    if len(lines) != b.n_items:
+        raise BundleError(f"bundle {root}: {ITEMS} has {len(lines)} lines for {b.n_items} items")
     b.user_index = {u: j for j, u in enumerate(b.user_ids)}
     b.item_index = {i: j for j, i in enumerate(b.item_ids)}
     return b
