@@ -159,3 +159,15 @@ def test_export_embeddings_reproduce_full_ranking():
     with torch.no_grad():
         u, i = model.export_embeddings()
         torch.testing.assert_close(model.full_sort_predict(users), u[users] @ i.T)
+
+
+def test_params_are_validated():
+    import pydantic
+    import pytest
+
+    from cliper.models.lgmrec import LGMRecParams
+
+    for bad in ({"keep_rate": 0.0}, {"keep_rate": 1.5}, {"hyper_num": 0}, {"n_hyper_layers": 0}, {"tau": 0.0},
+                {"embedding_dim": 0}, {"alpha": -0.1}, {"feat_embed_dim": 64}):
+        with pytest.raises(pydantic.ValidationError):
+            LGMRecParams(**bad)

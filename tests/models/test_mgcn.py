@@ -172,3 +172,23 @@ def test_export_embeddings_reproduce_full_ranking():
         u, i = model.export_embeddings()
         torch.testing.assert_close(model.full_sort_predict(users), u[users] @ i.T)
     assert u.shape == (C.N_USERS, 64) and i.shape == (C.N_ITEMS, 64)
+
+
+def test_train_features_residual_gets_gradients():
+    model = C.build(NAME, train_features=True)
+    model.train()
+    model.calculate_loss(C.make_batch()).backward()
+    assert all(model.residuals[m].grad is not None and model.residuals[m].grad.abs().sum() > 0
+               for m in ("image", "text"))
+
+
+def test_params_are_validated():
+    import pydantic
+    import pytest
+
+    from cliper.models.mgcn import MGCNParams
+
+    for bad in ({"knn_k": 0}, {"embedding_dim": 0}, {"cl_temperature": 0.0}, {"n_layers": -1}, {"cl_loss": -1.0},
+                {"knn_chunk_size": 0}, {"unknown": 1}):
+        with pytest.raises(pydantic.ValidationError):
+            MGCNParams(**bad)
