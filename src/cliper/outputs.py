@@ -115,6 +115,8 @@ def exclusive_output(folder: str | Path) -> Iterator[Path]:
             created = False
         else:
             _check_enclosing(key)  # before anything is created
+            if shown.exists() and not shown.is_dir():
+                raise CliperError(f"output {shown} is a file, not a folder; choose a folder for the output")
             created = not shown.exists()
             shown.mkdir(parents=True, exist_ok=True)
             lock = _try(key / LOCK_FILE)
