@@ -218,10 +218,12 @@ class SMORE(Recommender):
                            self.params.temperature)
         return loss + self.params.cl_weight * cl
 
+    @torch.no_grad()
     def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(users [U, d], items [I, d]) with ``full_sort_predict(u) == users[u] @ items.T``."""
-        return self.cached(lambda: self.propagate()[:2])
+        """(users [U, d], items [I, d]) with ``full_sort_predict(u) == users[u] @ items.T`` (eval mode)."""
+        self.eval()
+        return self._exported(*self.cached(lambda: self.propagate()[:2]))
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        all_users, all_items = self.export_embeddings()
+        all_users, all_items = self.cached(lambda: self.propagate()[:2])
         return all_users[users] @ all_items.T
