@@ -15,7 +15,7 @@ measured in the same run, is scaled to all rows to give the ``x exact`` speed-up
 Peak memory is the process's peak resident set size (``ru_maxrss``), data included.
 
     python benchmarks/bench_knn.py --items 1000000 --dim 512 --threads 1
-    python benchmarks/bench_knn.py --items 200000 --backend faiss-ivf --nprobe 32
+    python benchmarks/bench_knn.py --items 100000 --spread 1.5 --name knn_100k_spread1.5
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--clusters", type=int, default=None, help="mixture components (default: items / 500)")
+    ap.add_argument("--spread", type=float, default=1.0, help="spread around a centre (larger: harder neighbours)")
     ap.add_argument("--backend", default="auto", help="auto, torch, faiss-exact, faiss-ivf, faiss-hnsw")
     ap.add_argument("--approx-min-items", type=int, default=100_000)
     ap.add_argument("--nlist", type=int, default=None)
@@ -84,7 +85,7 @@ def main() -> None:
 
     clusters = args.clusters or max(1, args.items // 500)
     t = time.perf_counter()
-    x = clustered_features(args.items, args.dim, clusters, args.seed)
+    x = clustered_features(args.items, args.dim, clusters, args.seed, spread=args.spread)
     gen_s = time.perf_counter() - t
     data_rss = _rss_gib()
     search = KnnSearch(backend=args.backend, approx_min_items=args.approx_min_items, ivf_nlist=args.nlist,
@@ -108,7 +109,7 @@ def main() -> None:
 
     load = [round(v, 2) for v in os.getloadavg()]
     row = {
-        "items": args.items, "dim": args.dim, "k": args.k, "clusters": clusters, "backend": res.backend,
+        "items": args.items, "dim": args.dim, "k": args.k, "clusters": clusters, "spread": args.spread, "backend": res.backend,
         **{f"index_{k}": v for k, v in res.params.items() if k != "backend"},
         "threads": args.threads, "search_s": round(res.seconds, 1), "total_s": round(total_s, 1),
         "total_cpu_s": round(cpu_s, 1),
@@ -125,7 +126,7 @@ def main() -> None:
           f"load average {load}")
     if not args.no_write:
         notes = (f"Generated seeded clustered features (Gaussian mixture on the sphere, {clusters} clusters, 64-d "
-                 "subspace spread); recall@k against exact search on a seeded row sample, self excluded; "
+                 f"subspace spread {args.spread}); recall@k against exact search on a seeded row sample, self excluded; "
                  "x_exact = projected exact torch search time (measured on the sample rows in the same run) / search time; "
                  "peak_rss_gib = ru_maxrss of the process, data included.")
         path = write_result(args.name, list(row), [row], notes, threads=args.threads)

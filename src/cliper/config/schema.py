@@ -94,7 +94,7 @@ class GraphSection(_Strict):
     knn_backend: Literal["auto", "torch", "faiss-exact", "faiss-ivf", "faiss-hnsw"] = "auto"
     knn_approx_min_items: int = Field(100_000, ge=1)
     knn_ivf_nlist: int | None = Field(None, ge=1)
-    knn_ivf_nprobe: int = Field(16, ge=1)
+    knn_ivf_nprobe: int = Field(32, ge=1)
     knn_hnsw_m: int = Field(32, ge=2)
     knn_hnsw_ef_construction: int = Field(40, ge=1)
     knn_hnsw_ef_search: int = Field(128, ge=1)

@@ -68,7 +68,7 @@ class KnnSearch:
     backend: str = "auto"
     approx_min_items: int = 100_000  # auto switches to faiss-ivf here; approximate search only from here on
     ivf_nlist: int | None = None  # IVF lists (None: 4 * sqrt(N))
-    ivf_nprobe: int = 16  # IVF lists visited per query
+    ivf_nprobe: int = 32  # IVF lists visited per query
     hnsw_m: int = 32  # HNSW links per node
     hnsw_ef_construction: int = 40  # HNSW build beam width
     hnsw_ef_search: int = 128  # HNSW search beam width (at least k + margin)
