@@ -171,3 +171,22 @@ def test_params_are_validated():
                 {"embedding_dim": 0}, {"alpha": -0.1}, {"feat_embed_dim": 64}):
         with pytest.raises(pydantic.ValidationError):
             LGMRecParams(**bad)
+
+
+def test_evaluation_noise_depends_on_the_weights_only():
+    """With the authors' eval-time Gumbel noise, two passes over the same weights rank alike,
+    whatever the torch RNG did in between (evaluate and serving reproduce the run)."""
+    model = C.build(NAME)
+    C.train_steps(model, 1)
+    model.eval()
+    with torch.no_grad():
+        first = model.full_sort_predict(torch.arange(C.N_USERS))
+        torch.manual_seed(999)
+        torch.rand(1000)
+        model.eval()  # a new pass: the cache is cleared
+        second = model.full_sort_predict(torch.arange(C.N_USERS))
+        noiseless = C.build(NAME, eval_gumbel_noise=False)
+        noiseless.load_state_dict(model.state_dict())
+        plain = noiseless.eval().full_sort_predict(torch.arange(C.N_USERS))
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, plain)  # the noise is really drawn

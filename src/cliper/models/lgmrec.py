@@ -36,8 +36,10 @@ Choices where paper and code could differ, all following the authors' (MMRec) co
 features are frozen (``from_pretrained(freeze=True)``); one temperature tau serves the
 Gumbel-softmax and the contrastive loss; at evaluation the authors' ``forward`` also
 draws Gumbel noise (dropout is off) — here it is drawn ONCE per evaluation pass (scores
-are cached), from the torch RNG, so seeded runs repeat; ``eval_gumbel_noise=False`` uses
-the noise-free softmax(logits / tau) instead. The first public version of the authors'
+are cached) from a generator with a fixed seed, not from the torch RNG, so the same
+weights always give the same scores (``cliper evaluate`` and a serving bundle reproduce
+the run's test metrics, and evaluation does not shift the training RNG stream);
+``eval_gumbel_noise=False`` uses the noise-free softmax(logits / tau) instead. The first public version of the authors'
 code assigned the text user-hyperedge matrix to the image one (``uv_hyper = ...``); the
 MMRec copy fixes it and we follow the fix. With one modality the authors' code falls
 back to E^c alone (and then crashes on the contrastive term); here the same formulas run
@@ -58,6 +60,9 @@ from cliper.models.layers import LightGCNPropagation, bpr_loss
 from cliper.models.modal import present_modalities
 from cliper.models.registry import register
 
+
+
+EVAL_NOISE_SEED = 20240101  # evaluation's Gumbel noise (see LGMRec.gumbel_softmax)
 
 class LGMRecParams(ModelParams):
     embedding_dim: int = Field(64, gt=0)  # ID and projected-feature size (MMRec embedding_size = feat_embed_dim)
@@ -121,18 +126,26 @@ class LGMRec(Recommender):
             nn.init.xavier_uniform_(w)
 
     # -- parts -----------------------------------------------------------------------
-    def gumbel_softmax(self, logits: torch.Tensor) -> torch.Tensor:
-        """softmax((logits + g) / tau) with g ~ Gumbel(0, 1) (noise-free at evaluation if configured)."""
-        if self.training or self.params.eval_gumbel_noise:
-            g = -torch.empty_like(logits).exponential_().log()  # -log Exp(1) ~ Gumbel(0, 1)
-            logits = logits + g
+    def gumbel_softmax(self, logits: torch.Tensor, stream: int = 0) -> torch.Tensor:
+        """softmax((logits + g) / tau) with g ~ Gumbel(0, 1) (noise-free at evaluation if configured).
+
+        Training draws g from the torch RNG; evaluation from a generator seeded with
+        ``EVAL_NOISE_SEED + stream`` (one stream per call site), so evaluation is a function
+        of the weights alone.
+        """
+        if self.training:
+            logits = logits - torch.empty_like(logits).exponential_().log()  # -log Exp(1) ~ Gumbel(0, 1)
+        elif self.params.eval_gumbel_noise:
+            gen = torch.Generator(device=logits.device).manual_seed(EVAL_NOISE_SEED + stream)
+            logits = logits - torch.empty_like(logits).exponential_(generator=gen).log()
         return torch.softmax(logits / self.params.tau, dim=1)
 
     def dependencies(self, m: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(H_i^m [items, H], H_u^m [users, H]): Gumbel-softmax of X V and of R X V."""
         logits_i = self.features.get(m) @ self.hyperedges[m]
         logits_u = self.interactions @ logits_i
-        return self.gumbel_softmax(logits_i), self.gumbel_softmax(logits_u)
+        k = 2 * sorted(self.hyperedges).index(m)
+        return self.gumbel_softmax(logits_i, k), self.gumbel_softmax(logits_u, k + 1)
 
     def modality_graph_embedding(self, m: str) -> torch.Tensor:
         """E^m: [D_u^-1 R X W; X W] propagated n_mm_layers times on the normalised graph (last layer)."""
