@@ -133,7 +133,10 @@ def stats_cmd(
     path: Path = typer.Argument(..., help="A .inter file, or a folder holding exactly one.", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as one JSON object."),
 ) -> None:
-    """Validate a .inter file and print its sizes, split counts, density and degrees."""
+    """Validate a .inter file and print its sizes, split counts, density and degrees.
+
+    Example: cliper data stats ../shared/data/amazon-baby
+    """
     from cliper.data.interactions import load_inter
 
     inter = resolve_inter(path)

@@ -23,7 +23,10 @@ def demo_data(
     image_size: int = typer.Option(64, "--image-size", help="Side of the square product pictures, pixels."),
     force: bool = typer.Option(False, "--force", help="Replace a catalogue already in --output."),
 ) -> None:
-    """Generate a SYNTHETIC demo catalogue (metadata JSONL, images, MMRec .inter split, id maps)."""
+    """Generate a SYNTHETIC demo catalogue (metadata JSONL, images, MMRec .inter split, id maps).
+
+    Example: cliper demo-data --output demo --items 800 --users 1200
+    """
     from cliper.demo import generate_demo_catalog
 
     cat = generate_demo_catalog(
@@ -57,7 +60,10 @@ def finetune(
     no_resume: bool = typer.Option(False, "--no-resume", help="Do not continue from the last checkpoint."),
     force: bool = typer.Option(False, "--force", help="Delete a previous run in --output and start over."),
 ) -> None:
-    """Contrastive (symmetric InfoNCE) CLIP training on the catalogue's (image, view text) pairs."""
+    """Contrastive (symmetric InfoNCE) CLIP training on the catalogue's (image, view text) pairs.
+
+    Example: cliper finetune --catalog demo/meta_demo.jsonl --images demo/images --output clip-demo --epochs 20
+    """
     from cliper.finetune import FinetuneConfig, finetune_clip
 
     view_list = tuple(v.strip() for v in views.split(",") if v.strip())

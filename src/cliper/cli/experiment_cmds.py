@@ -63,6 +63,8 @@ def compare(
     skipped when the command is re-run). Hyperparameters from a grid are chosen on
     validation only. Writes the paper's Table 2 layout with mean ± std over seeds,
     relative improvement and a Wilcoxon signed-rank test paired over users.
+
+    Example: cliper compare --spec paper:table2 --output experiments/table2
     """
     from cliper.experiments.compare import run_compare
 
@@ -100,6 +102,8 @@ def ablate(
     views: all views, each view dropped, the global view only. fusion: sum, concat, mlp, sa,
     attention. tau: 0.05, 0.1, 0.2, 0.5, 0.7. dim: 32, 64, 128, 256. Writes a table (Markdown
     + CSV) and a PNG; the variant best on VALIDATION is marked.
+
+    Example: cliper ablate --kind fusion -d baby=data/amazon-baby --store baby=features/baby --output experiments/fusion
     """
     from cliper.experiments.ablation import parse_values, run_ablation
 
@@ -132,6 +136,8 @@ def analyze_views(
     Items without a real image are left out. Rank 1 = most similar; the weighted sum per
     view is sum(rank * count), smaller = more important. Also the distribution of the SA
     attention weights per view.
+
+    Example: cliper analyze views --store features/baby --output experiments/views-baby
     """
     from cliper.experiments.tables import text_table
     from cliper.experiments.view_importance import analyze_store
@@ -156,7 +162,10 @@ def runs_summary(
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table to this CSV file."),
     all_points: bool = typer.Option(False, "--all", help="Also list every grid point (not only the grid's validation winner)."),
 ) -> None:
-    """List every finished run under ROOT: model, dataset, features, seed, best epoch, valid and test scores."""
+    """List every finished run under ROOT: model, dataset, features, seed, best epoch, valid and test scores.
+
+    Example: cliper runs summary experiments/table2 --csv table2-runs.csv
+    """
     from cliper.experiments.collect import find_runs
     from cliper.experiments.tables import summary_rows, text_table, write_csv
 
@@ -172,7 +181,10 @@ def runs_plot(
     run: Path = typer.Argument(..., help="A run folder (with epochs.jsonl) or a grid folder."),
     output: Optional[Path] = typer.Option(None, "--output", help="PNG path (default RUN/curves.png)."),
 ) -> None:
-    """Training loss and validation metrics per epoch, as a PNG."""
+    """Training loss and validation metrics per epoch, as a PNG.
+
+    Example: cliper runs plot runs/lightgcn-baby
+    """
     from cliper.experiments.plots import plot_run_curves, training_curves
 
     if not run.exists():
@@ -197,6 +209,8 @@ def quickstart(
     Generates the demo catalogue, trains a small CLIP on it, extracts multi-view features,
     trains each backbone with vanilla (single global view) and CLIPER (all views, SA fusion)
     features, and writes a report folder. Re-running the same command reuses finished stages.
+
+    Example: cliper quickstart --output quickstart
     """
     from cliper.experiments.quickstart import QuickstartOptions, run_quickstart
 

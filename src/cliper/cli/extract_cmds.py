@@ -57,6 +57,8 @@ def extract(
     --engine ray the chunks are encoded by a pool of Ray actors (one model each, on its
     GPU with --gpus-per-worker 1) into the same store; OUTPUT must be on storage every
     Ray node sees.
+
+    Example: cliper extract --catalog meta_Baby.json.gz --id-map i_id_mapping.tsv --images images/ --encoder openai/clip-vit-large-patch14 --output features/baby
     """
     import os
 
@@ -113,7 +115,10 @@ def export_mmrec_cmd(
     tau: float = typer.Option(0.1, "--tau", help="Temperature for sa fusion."),
     views: Optional[str] = typer.Option(None, "--views", help="Comma-separated subset of views to fuse (view ablation)."),
 ) -> None:
-    """Write MMRec's image_feat.npy / text_feat.npy (text = fused views) from a feature store."""
+    """Write MMRec's image_feat.npy / text_feat.npy (text = fused views) from a feature store.
+
+    Example: cliper export-mmrec features/baby mmrec/baby --fusion sa --tau 0.1
+    """
     from cliper.features.export import export_mmrec
 
     chosen = [v.strip() for v in views.split(",") if v.strip()] if views else None
@@ -127,7 +132,10 @@ def convert_longclip_cmd(
     output: Path = typer.Argument(..., help="Hugging Face folder to write (CLIPModel + processor)."),
     processor_from: str = typer.Option(..., "--processor-from", help="Folder or hub id whose tokenizer/image processor to copy, e.g. openai/clip-vit-large-patch14."),
 ) -> None:
-    """Convert an original Long-CLIP checkpoint into a CLIPModel folder `cliper extract` loads."""
+    """Convert an original Long-CLIP checkpoint into a CLIPModel folder `cliper extract` loads.
+
+    Example: cliper convert-longclip longclip-L.pt encoders/longclip-L --processor-from openai/clip-vit-large-patch14
+    """
     from cliper.encoders.longclip import convert_longclip_checkpoint
 
     out = convert_longclip_checkpoint(checkpoint, output, processor_from=processor_from)

@@ -27,7 +27,10 @@ def export_serving(
     no_encoder: bool = typer.Option(False, "--no-encoder", help="Leave the CLIP encoder out (no text search)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
 ) -> None:
-    """Export a trained run as a serving bundle: embeddings, raw ids, seen items, metadata, CLIP, manifest."""
+    """Export a trained run as a serving bundle: embeddings, raw ids, seen items, metadata, CLIP, manifest.
+
+    Example: cliper export-serving runs/freedom-baby --output bundles/freedom-baby
+    """
     from cliper.serving.export import export_run
 
     if index not in INDEX_KINDS:
@@ -50,7 +53,10 @@ def serve(
     workers: int = typer.Option(1, "--workers", help="uvicorn worker processes (each loads the bundle; metrics are per worker)."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:
-    """Serve a bundle over HTTP: JSON API under /v1, docs at /docs, a web page at /."""
+    """Serve a bundle over HTTP: JSON API under /v1, docs at /docs, a web page at /.
+
+    Example: cliper serve bundles/freedom-baby --host 127.0.0.1 --port 8000
+    """
     import uvicorn
 
     from cliper.serving.app import create_app

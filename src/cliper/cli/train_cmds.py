@@ -41,6 +41,8 @@ def train(
     (-g, --search, or a grid: section in a config file), every point is trained and the
     winner is chosen by its VALIDATION score; test scores are never used for selection.
     With --engine ray every grid point is a Ray task (--cpus-per-worker sets its threads).
+
+    Example: cliper train -d ../shared/data/amazon-baby -m lightgcn --output runs/lightgcn-baby
     """
     from cliper.config.loader import load_config, parse_override
     from cliper.training.runner import train_grid, train_run
@@ -84,7 +86,10 @@ def evaluate(
     save_topk: Optional[int] = typer.Option(None, "--save-topk", help="Write every evaluated user's top-K items to topk_<split>.csv (user_id,rank,item_id)."),
     weights: str = typer.Option("best", "--weights", help="best (best valid epoch) or last (latest checkpoint)."),
 ) -> None:
-    """Re-evaluate a trained run with full ranking (train items masked) and print its metrics."""
+    """Re-evaluate a trained run with full ranking (train items masked) and print its metrics.
+
+    Example: cliper evaluate runs/lightgcn-baby --split test --save-topk 20
+    """
     from cliper.training.runner import load_trained, make_evaluator
 
     if split not in ("valid", "test"):
