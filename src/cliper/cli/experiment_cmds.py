@@ -42,7 +42,7 @@ def compare(
     store: list[str] = typer.Option([], "--store", help=STORE_HELP),
     image: list[str] = typer.Option([], "--image", help=IMAGE_HELP),
     text: list[str] = typer.Option([], "--text", help=TEXT_HELP),
-    backbone: list[str] = typer.Option([], "--backbone", "-b", help="Backbone(s), repeatable or comma-separated: vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, bm3, freedom, ..."),
+    backbone: list[str] = typer.Option([], "--backbone", "-b", help="Backbone(s), repeatable or comma-separated: vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, bm3, freedom, mgcn, lgmrec, dragon, smore, ..."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
     grid: list[str] = typer.Option([], "--grid", "-g", help=GRID_HELP),
     search: bool = typer.Option(False, "--search", help="Also search the grid each model's packaged config declares."),

@@ -21,7 +21,7 @@ OVERRIDE_HELP = "Override any config key, e.g. -o train.learning_rate=1e-3 -o mo
 @app.command()
 def train(
     dataset: Path = typer.Option(..., "--dataset", "-d", help="Folder with one *.inter file (MMRec format), or the file."),
-    model: str = typer.Option(..., "--model", "-m", help="Model name: bpr, lightgcn, vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, bm3, freedom."),
+    model: str = typer.Option(..., "--model", "-m", help="Model name: bpr, lightgcn, vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, bm3, freedom, mgcn, lgmrec, dragon, smore, or an installed plugin's."),
     output: Path = typer.Option(..., "--output", help="Run folder to create (config.yaml, epochs.jsonl, checkpoints, metrics.json)."),
     config: list[Path] = typer.Option([], "--config", "-c", help="YAML config file(s), applied in order over the package/dataset/model defaults."),
     override: list[str] = typer.Option([], "--override", "-o", help=OVERRIDE_HELP),
