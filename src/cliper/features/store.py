@@ -18,14 +18,13 @@ Layout (all arrays row-aligned with ``item_ids``, which is ``0..N-1``)::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cliper.errors import DataError, writing
+from cliper.atomic import atomic_write, atomic_write_text  # noqa: F401  (atomic_write_text re-exported)
+from cliper.errors import DataError
 
 ARRAY_FILES = ("image", "image_mask", "views", "similarity", "item_ids")
 MANIFEST = "manifest.json"
@@ -33,45 +32,11 @@ MANIFEST = "manifest.json"
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` via a temp file + rename (never a half-written file)."""
-    _atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
+    atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    _atomic_write(path, lambda fh: np.savez(fh, **arrays))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
-
-
-def _file_mode() -> int:
-    """0o666 minus the process umask: what a plain ``open(path, "w")`` would give."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-_MODE = _file_mode()
-
-
-def _atomic_write(path: Path, write) -> None:
-    with writing(path):
-        _atomic_write_unmapped(Path(path), write)
-
-
-def _atomic_write_unmapped(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _MODE)  # mkstemp creates 0600; finished files get normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def find_non_finite(arr: np.ndarray, block: int = 1 << 16) -> tuple[tuple[int, ...], float] | None:

@@ -45,7 +45,6 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -53,6 +52,7 @@ from cliper.graphs.adjacency import SparseGraph, bipartite_graph
 from cliper.graphs.knn import KnnGraphCache
 from cliper.graphs.user_graph import build_user_graph
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.dualgnn import ModalityEncoder
 from cliper.models.layers import bpr_loss
 from cliper.models.modal import modality_weights, present_modalities
 from cliper.models.registry import register
@@ -72,28 +72,6 @@ class DRAGONParams(ModelParams):
     knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks)
 
 
-class _ModalityGCN(nn.Module):
-    """One modality on the user-item graph (Sec. 3.1): MLP'd item features + user preferences, x + Ax + A^2x."""
-
-    def __init__(self, n_users: int, feat_dim: int, params: DRAGONParams):
-        super().__init__()
-        d = params.embedding_dim
-        self.n_layers = params.n_ui_layers
-        self.mlp_in = nn.Linear(feat_dim, params.hidden_multiplier * d)
-        self.mlp_out = nn.Linear(params.hidden_multiplier * d, d)
-        self.preference = nn.Parameter(torch.empty(n_users, d))
-        nn.init.xavier_normal_(self.preference)
-
-    def forward(self, graph: SparseGraph, features: torch.Tensor) -> torch.Tensor:
-        feats = self.mlp_out(F.leaky_relu(self.mlp_in(features)))
-        x = F.normalize(torch.cat([self.preference, feats], 0))
-        out, layer = x, x
-        for _ in range(self.n_layers):
-            layer = graph @ layer
-            out = out + layer
-        return out
-
-
 @register
 class DRAGON(Recommender):
     name = "dragon"
@@ -105,7 +83,9 @@ class DRAGON(Recommender):
         super().__init__(ctx, params)
         p = params
         self.modal = present_modalities(ctx.features, self.modalities)
-        self.encoders = nn.ModuleDict({m: _ModalityGCN(self.n_users, ctx.features.dim(m), p) for m in self.modal})
+        self.encoders = nn.ModuleDict({  # Sec. 3.1: one branch per modality, as DualGNN's
+            m: ModalityEncoder(self.n_users, ctx.features.dim(m), p.embedding_dim, p.hidden_multiplier, p.n_ui_layers)
+            for m in self.modal})
         # attentive concatenation weights (Sec. 3.2): xavier-normal [U, M], softmax over modalities, then free
         w = torch.empty(self.n_users, len(self.modal))
         nn.init.xavier_normal_(w)

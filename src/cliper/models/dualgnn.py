@@ -52,14 +52,15 @@ class DualGNNParams(ModelParams):
 
 
 class ModalityEncoder(nn.Module):
-    """Feature MLP + user preferences of one modality, propagated on the user-item graph."""
+    """Feature MLP + user preferences of one modality, propagated on the user-item graph
+    (x + Ax + ... + A^L x); DualGNN's and DRAGON's heterogeneous-graph branch."""
 
-    def __init__(self, n_users: int, feat_dim: int, params: DualGNNParams):
+    def __init__(self, n_users: int, feat_dim: int, embedding_dim: int, hidden_multiplier: int, n_layers: int):
         super().__init__()
-        d = params.embedding_dim
-        self.n_layers = params.n_layers
-        self.mlp_in = nn.Linear(feat_dim, params.hidden_multiplier * d)
-        self.mlp_out = nn.Linear(params.hidden_multiplier * d, d)
+        d = embedding_dim
+        self.n_layers = n_layers
+        self.mlp_in = nn.Linear(feat_dim, hidden_multiplier * d)
+        self.mlp_out = nn.Linear(hidden_multiplier * d, d)
         self.preference = nn.Parameter(torch.empty(n_users, d))
         nn.init.xavier_normal_(self.preference)
 
@@ -84,7 +85,8 @@ class DualGNN(Recommender):
         super().__init__(ctx, params)
         self.used = [m for m in ("image", "text") if self.features.has(m)]
         self.encoders = nn.ModuleDict(
-            {m: ModalityEncoder(self.n_users, self.features.dim(m), params) for m in self.used}
+            {m: ModalityEncoder(self.n_users, self.features.dim(m), params.embedding_dim, params.hidden_multiplier,
+                                params.n_layers) for m in self.used}
         )
         w = torch.empty(self.n_users, len(self.used))
         nn.init.xavier_normal_(w)
