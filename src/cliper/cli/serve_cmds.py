@@ -57,6 +57,10 @@ def serve(
 
     Example: cliper serve bundles/freedom-baby --host 127.0.0.1 --port 8000
     """
+    from cliper.extras import require
+
+    for module in ("fastapi", "uvicorn", "prometheus_client"):
+        require(module, "serve", "cliper serve")
     import uvicorn
 
     from cliper.serving.app import create_app

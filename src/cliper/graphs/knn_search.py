@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from cliper.errors import ConfigError
+from cliper.extras import require
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +144,7 @@ def faiss_available() -> bool:
 
 
 def _import_faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise ConfigError(f"the kNN backend needs faiss, which is not installed; {FAISS_HINT}") from None
+    faiss = require("faiss", "faiss", "the kNN backend", "(faiss-cpu; faiss-gpu on a GPU machine)")
     faiss.omp_set_num_threads(max(1, torch.get_num_threads()))  # one thread knob for torch and faiss
     return faiss
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from cliper.extras import require
+
 EMPTY = np.zeros(0, dtype=np.int64)
 
 
@@ -63,7 +65,7 @@ class FaissIndex:
 
     @classmethod
     def read(cls, path: Path, doc: dict[str, Any], n_items: int) -> "FaissIndex":
-        import faiss
+        faiss = require("faiss", "faiss", f"the bundle's {doc.get('kind')} index")
 
         faiss.omp_set_num_threads(1)  # one query per request: parallelism comes from concurrent requests
         data = np.fromfile(path, dtype=np.uint8)
@@ -121,7 +123,7 @@ def build_faiss_index(items: np.ndarray, users: np.ndarray, seen_indptr: np.ndar
 
     Returns the manifest entry: kind, build and search parameters, and the measured recall.
     """
-    import faiss
+    faiss = require("faiss", "faiss", f"a {kind} index")
 
     if kind not in ("ivf", "hnsw"):
         raise ValueError(f"unknown index kind {kind!r}; choose exact, ivf or hnsw")
