@@ -179,6 +179,10 @@ def _run_job(fn: Callable[[Any], Any], job: Any, threads: int, gpus: float = 0.0
     return fn(job)
 
 
+# Rows of the Ray Data pipeline carry this job's own objects (chunk plans, prepared chunks,
+# outcomes) as pickled bytes, because Arrow rows hold no Python objects. Those bytes are made
+# and read only inside one running job, by its driver and workers (Ray pickles every task
+# argument the same way); nothing read from a file or a user is ever unpickled here.
 class _Prepare:
     """Ray Data row function: unpickle an item, run ``prepare``, pickle the result."""
 
