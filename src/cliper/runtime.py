@@ -10,6 +10,21 @@ import sys
 log = logging.getLogger(__name__)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB. ``VmHWM`` is per address space, so unlike
+    ``ru_maxrss`` it does not carry the parent's size over fork + exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to keep large freed blocks in the heap.
 

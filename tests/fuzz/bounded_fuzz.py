@@ -24,18 +24,7 @@ from cliper.catalog import load_id_map, read_catalog  # noqa: E402
 from cliper.data.interactions import load_inter  # noqa: E402
 from cliper.errors import CliperError  # noqa: E402
 from cliper.images import decode_image  # noqa: E402
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. ``VmHWM`` is per address space, so unlike ``ru_maxrss``
-    it does not carry the parent's size over fork + exec."""
-    try:
-        for line in open("/proc/self/status", encoding="ascii"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
+from cliper.runtime import peak_rss_mb  # noqa: E402
 
 report: dict = {"limit_mb": limit_mb, "examples_per_reader": examples, "hostile": {}}
 

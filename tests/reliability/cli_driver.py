@@ -11,22 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. ``VmHWM`` is per address space, so unlike ``ru_maxrss``
-    it does not carry the parent's size over fork + exec."""
-    try:
-        for line in open("/proc/self/status", encoding="ascii"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from cliper.runtime import peak_rss_mb
 
 
 def run_case(argv: list[str]) -> dict:

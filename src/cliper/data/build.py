@@ -160,8 +160,6 @@ def build_dataset(
     if k_core < 0 or (item_k is not None and item_k < 0):
         raise ConfigError("k-core thresholds must be >= 0")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"output {out_dir} is a file, not a folder; choose a folder for -o/--output")
     name = name or out_dir.resolve().name
     if not name or "/" in name or "\\" in name:
         raise ConfigError(f"invalid dataset name {name!r}")

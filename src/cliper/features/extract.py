@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from cliper import __version__, faults
+from cliper.atomic import atomic_write_text
 from cliper.catalog import CatalogResult, load_id_map, read_catalog
 from cliper.encoders.base import Encoder, l2_normalise
 from cliper.errors import ConfigError, DataError
@@ -51,7 +52,6 @@ from cliper.features.store import (
     FeatureStore,
     atomic_save_npy,
     atomic_save_npz,
-    atomic_write_text,
 )
 from cliper.images import ImageBytes, ImageFailure, NoImageSource, decode_image, make_image_source
 from cliper.outputs import holding_output

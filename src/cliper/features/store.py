@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from cliper.atomic import atomic_write, atomic_write_text  # noqa: F401  (atomic_write_text re-exported)
+from cliper.atomic import atomic_write
 from cliper.errors import DataError
 
 ARRAY_FILES = ("image", "image_mask", "views", "similarity", "item_ids")
