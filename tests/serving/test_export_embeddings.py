@@ -36,4 +36,4 @@ def test_export_embeddings_after_training_mode_recomputes(tmp_path):
 
 def test_every_registered_builtin_exports():
     for name in BACKBONES:
-        assert "export_embeddings" in vars(get_model_class(name)), name
+        assert "score_embeddings" in vars(get_model_class(name)), name

@@ -104,16 +104,21 @@ class Recommender(nn.Module, ABC):
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of every item for each user: float tensor [len(users), n_items]."""
 
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final (users [U, d], items [I, d]) with ``full_sort_predict(u) == users[u] @ items.T``.
-
-        Every backbone scores by this dot product; serving ranks with these two matrices
-        alone, so a bundle needs no model code. Subclasses return eval-mode tensors.
-        """
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (users [U, d], items [I, d]) pair full ranking multiplies: ``full_sort_predict(u) ==
+        users[u] @ items.T``. Called in eval mode without gradients; a model computes it as its
+        evaluation pass does (``self.cached(...)``)."""
         raise NotImplementedError(f"model {self.name!r} does not export embeddings for serving")
 
-    def _exported(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Detached float32 CPU copies, the form :meth:`export_embeddings` returns."""
+    @torch.no_grad()
+    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final (users [U, d], items [I, d]) as detached float32 CPU copies, in eval mode.
+
+        Every backbone scores by this dot product; serving ranks with these two matrices
+        alone, so a bundle needs no model code. Models provide :meth:`score_embeddings`.
+        """
+        self.eval()
+        users, items = self.score_embeddings()
         return users.detach().float().cpu().clone(), items.detach().float().cpu().clone()
 
     def pre_epoch_hook(self, epoch: int) -> None:

@@ -42,11 +42,8 @@ class BPR(Recommender):
         loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
         return loss + self.params.reg_weight * l2_reg(u, p, n)
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.eval()
-        all_users, all_items = self.user_embedding.weight, self.item_embedding.weight
-        return self._exported(all_users, all_items)
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user_embedding.weight, self.item_embedding.weight
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_embedding(users) @ self.item_embedding.weight.T

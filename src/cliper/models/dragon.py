@@ -143,11 +143,8 @@ class DRAGON(Recommender):
             reg = reg + self.user_modality_weight.pow(2).mean()
         return loss + self.params.reg_weight * reg
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(users [U, d], items [I, d]) with ``full_sort_predict(u) == users[u] @ items.T`` (eval mode)."""
-        self.eval()
-        return self._exported(*self.cached(self.propagate))
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached(self.propagate)
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(self.propagate)

@@ -116,11 +116,8 @@ class DualGNN(Recommender):
         reg = reg + self.user_modality_weight.pow(2).mean()
         return loss + self.params.reg_weight * reg
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.eval()
-        all_users, all_items = self.cached(self.propagate)
-        return self._exported(all_users, all_items)
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached(self.propagate)
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(self.propagate)

@@ -147,11 +147,8 @@ class FREEDOM(Recommender):
             align = align + bpr_loss((u * proj).sum(1), torch.zeros_like(proj[:, 0]))
         return loss + self.params.reg_weight * align
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.eval()
-        all_users, all_items = self.cached(lambda: self.propagate(self.full_graph))
-        return self._exported(all_users, all_items)
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached(lambda: self.propagate(self.full_graph))
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(lambda: self.propagate(self.full_graph))

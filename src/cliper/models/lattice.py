@@ -217,11 +217,8 @@ class LATTICE(Recommender):
                 h = graph @ h
             return self.propagate(h)
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.eval()
-        all_users, all_items = self.cached(self._eval_embeddings)
-        return self._exported(all_users, all_items)
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached(self._eval_embeddings)
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(self._eval_embeddings)

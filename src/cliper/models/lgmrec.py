@@ -201,11 +201,8 @@ class LGMRec(Recommender):
             users, items, _ = self.propagate()
         return users, items
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(users [U, d], items [I, d]) with ``full_sort_predict(u) == users[u] @ items.T`` (eval mode)."""
-        self.eval()
-        return self._exported(*self.cached(self._eval_embeddings))
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached(self._eval_embeddings)
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(self._eval_embeddings)

@@ -149,11 +149,8 @@ class MMGCN(Recommender):
         reg = reg + sum(g.preference.pow(2).mean() for g in self.gcns.values())
         return loss + self.params.reg_weight * reg
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.eval()
-        all_users, all_items = self.cached(self.propagate)
-        return self._exported(all_users, all_items)
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached(self.propagate)
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(self.propagate)

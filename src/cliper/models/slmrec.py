@@ -185,11 +185,8 @@ class SLMRec(Recommender):
             loss = loss + p.reg_weight * l2_reg(self.user_embedding(batch.users), self.item_embedding(batch.pos_items))
         return loss
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.eval()
-        all_users, all_items = self.cached(lambda: self.compute()[:2])
-        return self._exported(all_users, all_items)
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached(lambda: self.compute()[:2])
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(lambda: self.compute()[:2])

@@ -218,11 +218,8 @@ class SMORE(Recommender):
                            self.params.temperature)
         return loss + self.params.cl_weight * cl
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(users [U, d], items [I, d]) with ``full_sort_predict(u) == users[u] @ items.T`` (eval mode)."""
-        self.eval()
-        return self._exported(*self.cached(lambda: self.propagate()[:2]))
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cached(lambda: self.propagate()[:2])
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         all_users, all_items = self.cached(lambda: self.propagate()[:2])

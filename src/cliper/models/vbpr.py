@@ -92,11 +92,8 @@ class VBPR(Recommender):
         loss = bpr_loss((u * p).sum(1), (u * q).sum(1))
         return loss + self.params.reg_weight * l2_reg(u, p, q)
 
-    @torch.no_grad()
-    def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        self.eval()
-        all_users, all_items = self.user_embedding.weight, self.cached(self.item_vectors)
-        return self._exported(all_users, all_items)
+    def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user_embedding.weight, self.cached(self.item_vectors)
 
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
         items = self.cached(self.item_vectors)
