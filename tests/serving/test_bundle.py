@@ -55,7 +55,7 @@ def test_every_backbone_exports_its_dot_products(demo_store, tmp_path, model):
     """VBPR is the shared demo run above; every other backbone here, one epoch on the same store."""
     from cliper.serving.export import export_run
     from cliper.training.runner import load_trained
-    from conftest import train_demo_run
+    from serving_helpers import train_demo_run
 
     _, cat, store = demo_store
     _, run = train_demo_run(tmp_path, model=model, epochs=1, cat=cat, store=store)
