@@ -25,27 +25,56 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep large freed blocks in the heap.
+def keep_freed_memory(enable: bool = True) -> bool:
+    """Ask glibc to keep large freed blocks in the heap (``runtime.keep_freed_memory``, OFF by default).
 
     By default glibc serves blocks over 32 MB with fresh ``mmap`` calls and hands them
     back on free, so every large temporary (a [N, 4096] projection, a score chunk)
-    pays page faults again; keeping them roughly halves step times of the feature
-    models. Linux/glibc only; elsewhere it does nothing and returns False.
+    pays page faults again; keeping them saves those faults but the process never
+    returns the memory, so its peak resident size grows (measured in
+    docs/training.md#memory). ``enable=False`` restores glibc's defaults. Linux/glibc
+    only; elsewhere it does nothing and returns False.
     """
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, (1 << 31) - 1)  # M_TRIM_THRESHOLD
+        if enable:
+            libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, (1 << 31) - 1)  # M_TRIM_THRESHOLD
+        else:  # glibc's defaults (dynamic thresholds start at 128 KiB)
+            libc.mallopt(-3, 128 * 1024)
+            libc.mallopt(-1, 128 * 1024)
         return True
     except (OSError, AttributeError):
         return False
 
 
-def set_threads(n: int | None) -> None:
-    """Torch intra-op threads: ``n``, else ``$CLIPER_THREADS``, else torch's default."""
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads(cpus: int | None = None) -> int:
+    """The thread count used when neither ``threads`` nor ``$CLIPER_THREADS`` is set.
+
+    Rule: a quarter of the usable CPUs, at least 1 and at most 8 (1 on machines of up to
+    7 CPUs). Torch's own default (one thread per core) is the pathological case on a
+    shared machine: OpenMP threads spin waiting for a busy core, and on a loaded 2-core
+    machine 2 threads were 5-20x slower than 1. Leaving three quarters of the cores to
+    others keeps a thread per core free even when the machine is busy; the count depends
+    only on the machine, never on its load, so a seeded rerun on it repeats bit for bit.
+    """
+    n = usable_cpus() if cpus is None else cpus
+    return max(1, min(8, n // 4))
+
+
+def set_threads(n: int | None) -> int:
+    """Set torch's intra-op threads: ``n``, else ``$CLIPER_THREADS``, else :func:`default_threads`;
+    returns the count set."""
     import torch
 
     if not n:
@@ -56,5 +85,11 @@ def set_threads(n: int | None) -> None:
             from cliper.errors import ConfigError
 
             raise ConfigError(f"CLIPER_THREADS must be a positive integer, got {raw!r}") from None
-    if n > 0:
+        if n < 0:
+            from cliper.errors import ConfigError
+
+            raise ConfigError(f"CLIPER_THREADS must be a positive integer, got {raw!r}")
+    n = n or default_threads()
+    if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    return n

@@ -104,11 +104,11 @@ def main() -> None:
     naming the file where they can; the OS/decode mapping here is the safety net.
     """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    from cliper.runtime import keep_freed_memory, set_threads
+    from cliper.runtime import set_threads
 
-    keep_freed_memory()
+    # glibc keeps its default (freed large blocks go back to the OS): runtime.keep_freed_memory opts in
     try:
-        set_threads(None)
+        set_threads(None)  # threads / $CLIPER_THREADS / the default rule (docs/training.md#threads)
         rv = app(standalone_mode=False)
     except _Escaped as wrapped:
         exc = wrapped.original

@@ -29,6 +29,10 @@ class TrainSection(_Strict):
     eval_step: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0)
     checkpoint: bool = True
+    # early stopping's tie rule: improved iff round(value, d) > round(best, d) + min_delta
+    min_delta: float = Field(0.0, ge=0)
+    metric_decimals: int | None = Field(4, ge=0, le=12)  # None: compare unrounded values
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # training forward/backward (autocast)
 
 
 class EvalSection(_Strict):
@@ -101,10 +105,17 @@ class GraphSection(_Strict):
     knn_recall_sample: int = Field(1000, ge=1)
 
 
+class RuntimeSection(_Strict):
+    """Process-level memory settings (docs/training.md#memory)."""
+
+    keep_freed_memory: bool = False  # glibc keeps freed large blocks: fewer page faults, higher peak RSS
+
+
 class RunConfig(_Strict):
     seed: int = Field(2024, ge=0, lt=2**32)  # numpy seeds must be 0..2**32-1
     device: str = "cpu"
     threads: int | None = Field(None, ge=1)
+    runtime: RuntimeSection = RuntimeSection()
     dataset: DatasetSection = DatasetSection()
     model: dict[str, Any] = {"name": "lightgcn"}
     train: TrainSection = TrainSection()

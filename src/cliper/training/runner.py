@@ -32,7 +32,7 @@ from cliper.graphs.knn_search import KnnSearch
 from cliper.models.base import ModelContext, Recommender
 from cliper.models.registry import get_model_class
 from cliper.outputs import exclusive_output
-from cliper.runtime import set_threads
+from cliper.runtime import keep_freed_memory, set_threads
 from cliper.training.seed import seed_everything
 from cliper.training.trainer import BEST, CHECKPOINT, Trainer
 
@@ -81,6 +81,12 @@ def load_dataset(cfg: RunConfig) -> InteractionData:
     return data
 
 
+def uses_features(cfg: RunConfig) -> bool:
+    """Whether ``cfg``'s model reads item features: ID-only models (``modalities == ()``) never load
+    the configured files, which would only add their size to the run's memory."""
+    return cfg.features.configured and bool(get_model_class(cfg.model_name).modalities)
+
+
 def build_features(cfg: RunConfig, n_items: int) -> ItemFeatures | None:
     f = cfg.features
     if f.store:
@@ -96,14 +102,19 @@ def build_features(cfg: RunConfig, n_items: int) -> ItemFeatures | None:
 
 
 def build_model(cfg: RunConfig, data: InteractionData, features: ItemFeatures | None,
-                device: torch.device | None = None) -> Recommender:
-    """Seed, then construct the configured model on ``data``'s train graph."""
+                device: torch.device | None = None, own_features: bool = False) -> Recommender:
+    """Seed, then construct the configured model on ``data``'s train graph.
+
+    A model owns (and may train) its features: they are deep-copied unless ``own_features``
+    says the caller hands them over (one copy fewer of a [n_items, 4096] matrix)."""
     device = device or resolve_device(cfg.device)
     cls = get_model_class(cfg.model_name)
     params = validate_model_params(cfg)
     seed_everything(cfg.seed)
+    if features is not None and not cls.modalities:
+        features = None  # an ID-only model never reads them
     if features is not None:
-        features = copy.deepcopy(features).to(device)  # a model owns (and may train) its own copy
+        features = (features if own_features else copy.deepcopy(features)).to(device)
         features.reset_parameters()  # trainable fusion starts from the seeded initialisation
     ctx = ModelContext(train=data.train_view(), features=features, cache_dir=cache_dir(), device=device,
                        knn=KnnSearch.from_config(cfg.graph))
@@ -194,13 +205,17 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, data
         inputs = run_inputs(cfg)
     save_config(cfg, run_dir)
     provenance.record(run_dir, inputs)
-    set_threads(cfg.threads)
+    threads = set_threads(cfg.threads)
+    if cfg.runtime.keep_freed_memory:
+        keep_freed_memory(True)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     data = data or load_dataset(cfg)
-    if features is None and cfg.features.configured:
+    own = features is None
+    if own and uses_features(cfg):
         features = build_features(cfg, data.n_items)
-    model = build_model(cfg, data, features, device)
+    model = build_model(cfg, data, features, device, own_features=own)
+    features = None  # the model holds its own copy
     trainer = Trainer(model, data, make_evaluator(cfg, data, device), cfg.train, cfg.eval.valid_metric,
                       cfg.seed, run_dir, progress=progress, device=device)
     if resume:
@@ -216,6 +231,8 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, data
         "valid_metric": cfg.eval.valid_metric,
         "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "wall_seconds": round(time.perf_counter() - t0, 3),
+        "threads": threads,
+        "precision": cfg.train.precision,
         "code_version": code_version(),
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -300,7 +317,7 @@ def shared_inputs(cfg: RunConfig) -> tuple[InteractionData, ItemFeatures | None]
     if _SHARED.get("key") != key:
         _SHARED.clear()
         data = load_dataset(cfg)
-        features = build_features(cfg, data.n_items) if cfg.features.configured else None
+        features = build_features(cfg, data.n_items) if uses_features(cfg) else None
         _SHARED.update(key=key, value=(data, features))
     return _SHARED["value"]
 
@@ -405,8 +422,8 @@ def load_trained(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, I
     cfg = load_run_config(run_dir)
     provenance.verify(run_dir, "evaluate")
     data = load_dataset(cfg)
-    features = build_features(cfg, data.n_items) if cfg.features.configured else None
-    model = build_model(cfg, data, features)
+    features = build_features(cfg, data.n_items) if uses_features(cfg) else None
+    model = build_model(cfg, data, features, own_features=True)
     path = run_dir / (BEST if which == "best" else CHECKPOINT)
     if not path.is_file():
         raise CliperError(f"{path} not found: the run has no saved weights yet")

@@ -4,6 +4,13 @@ The trainer calls only the model contract (``pre_epoch_hook``, ``calculate_loss`
 ``full_sort_predict`` through the evaluator). Each epoch draws its shuffling and
 negatives from a generator seeded by (seed, epoch), and seeds torch the same way, so
 a run resumed from its checkpoint repeats the uninterrupted run exactly.
+
+Early stopping follows the reference toolbox (MMRec) by default: its evaluator rounds
+every metric to 4 decimals and its trainer counts an evaluation as an improvement only
+when the rounded value is strictly greater than the best, so a gain below 5e-5 is a tie
+(``train.metric_decimals``, ``train.min_delta``). ``train.precision`` runs the training
+forward pass under autocast (bf16 on CPU or CUDA; fp16 on CUDA with a GradScaler);
+evaluation always scores in fp32 so the ranking is not decided by bf16 rounding.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,6 +30,7 @@ from cliper import faults
 from cliper.config.schema import TrainSection
 from cliper.data.interactions import InteractionData
 from cliper.data.sampling import NegativeSampler
+from cliper.errors import ConfigError
 from cliper.evaluation.evaluator import Evaluator
 from cliper.models.base import Batch, Recommender
 from cliper.training import checkpoint
@@ -42,7 +51,8 @@ class FitResult:
     epochs_run: int
     stopped_early: bool
     train_seconds: float
-    eval_seconds: float
+    eval_seconds: float  # valid + test passes
+    save_seconds: float = 0.0  # best.pt writes
     history: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -81,6 +91,8 @@ class Trainer:
         )
         decay, step = settings.lr_decay, settings.lr_decay_step
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: decay ** (e / step))
+        self.autocast_dtype = _autocast_dtype(settings.precision, self.device)
+        self.scaler = (torch.amp.GradScaler("cuda") if settings.precision == "fp16" else None)
         # early-stopping state
         self.epoch = 0
         self.best_value = -np.inf
@@ -91,6 +103,20 @@ class Trainer:
         self.history: list[dict] = []
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
+        self.save_seconds = 0.0
+
+    def _rounded(self, value: float) -> float:
+        d = self.s.metric_decimals
+        return float(value) if d is None else round(float(value), d)
+
+    def improves(self, value: float) -> bool:
+        """The tie rule: ``round(value) > round(best) + min_delta`` (the reference: 4 decimals, 0)."""
+        return self._rounded(value) > self._rounded(self.best_value) + self.s.min_delta
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     # -- one epoch -----------------------------------------------------------------
     def batches(self, epoch: int):
@@ -116,13 +142,23 @@ class Trainer:
                    disable=not self.progress, unit="batch")
         for batch in bar:
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.model.calculate_loss(batch)
+            with self._autocast():
+                loss = self.model.calculate_loss(batch)
+            loss = loss.float()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate")
-            loss.backward()
-            if self.s.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad_norm)
-            self.optimizer.step()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                if self.s.clip_grad_norm:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                if self.s.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad_norm)
+                self.optimizer.step()
             total += float(loss.detach()) * batch.users.shape[0]
             count += batch.users.shape[0]
         self.scheduler.step()
@@ -146,19 +182,26 @@ class Trainer:
             if epoch % self.s.eval_step == 0 or epoch == self.s.epochs:
                 valid = self.evaluator.evaluate(self.model, "valid")
                 value = valid[self.valid_metric]
-                improved = value > self.best_value
+                t_valid = time.perf_counter() - t1
+                t_test = t_save = 0.0
+                improved = self.improves(value)
                 if improved:
-                    self.best_value, self.best_epoch, self.best_valid = value, epoch, valid
+                    self.best_value, self.best_epoch, self.best_valid = self._rounded(value), epoch, valid
+                    t = time.perf_counter()
                     self.best_test = self.evaluator.evaluate(self.model, "test")
+                    t_test = time.perf_counter() - t
                     self.bad_evals = 0
                     if self.run_dir is not None:
+                        t = time.perf_counter()
                         checkpoint.save_atomic(self.model.state_dict(), self.run_dir / BEST)
+                        t_save = time.perf_counter() - t
                         faults.kill_point("train.best")
                 else:
                     self.bad_evals += 1
-                t2 = time.perf_counter()
-                self.eval_seconds += t2 - t1
-                record.update(valid=valid, best=improved, eval_seconds=round(t2 - t1, 4))
+                self.eval_seconds += t_valid + t_test
+                self.save_seconds += t_save
+                record.update(valid=valid, best=improved, valid_seconds=round(t_valid, 4),
+                              test_seconds=round(t_test, 4), save_seconds=round(t_save, 4))
                 bar.set_postfix(loss=f"{loss:.4f}", **{self.valid_metric: f"{value:.4f}"},
                                 best=f"{self.best_value:.4f}@{self.best_epoch}")
                 if self.bad_evals >= self.s.patience:
@@ -179,7 +222,8 @@ class Trainer:
 
     def result(self, stopped: bool) -> FitResult:
         return FitResult(self.best_epoch, self.best_valid, self.best_test, self.epoch, stopped,
-                         round(self.train_seconds, 3), round(self.eval_seconds, 3), self.history)
+                         round(self.train_seconds, 3), round(self.eval_seconds, 3), round(self.save_seconds, 3),
+                         self.history)
 
     def _log(self, record: dict) -> None:
         if self.run_dir is None:
@@ -203,6 +247,8 @@ class Trainer:
             "history": self.history,
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
+            "save_seconds": self.save_seconds,
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def save_checkpoint(self) -> None:
@@ -215,6 +261,9 @@ class Trainer:
         for key in ("epoch", "best_value", "best_epoch", "best_valid", "best_test", "bad_evals", "history",
                     "train_seconds", "eval_seconds"):
             setattr(self, key, state[key])
+        self.save_seconds = state.get("save_seconds", 0.0)
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
     def resume(self) -> bool:
         """Load ``run_dir/checkpoint.pt`` if present; the epoch log is trimmed to match it."""
@@ -226,3 +275,13 @@ class Trainer:
         log.info("resumed from epoch %d (best %s %.4f at epoch %d)", self.epoch, self.valid_metric,
                  self.best_value, self.best_epoch)
         return True
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.precision`` on ``device``; fp16 needs CUDA (CPU fp16 kernels are slow
+    and have no loss scaling here)."""
+    if precision == "fp32":
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision=fp16 needs a CUDA device; on CPU use bf16 (or fp32)")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
