@@ -1,0 +1,82 @@
+"""One training epoch of a backbone under torch.profiler: s/epoch and the top operators.
+
+The model is built as ``cliper train`` builds it (packaged YAML defaults, the runner's
+``build_model``, seeded random 4096/384 features) and trained with the trainer's own
+``train_epoch`` (shuffling, negatives, Adam). A first, unprofiled epoch gives the plain
+s/epoch; a second runs under the profiler (which slows it) and prints the top entries by
+self CPU time. ``--batches N`` profiles only the first N batches of the epoch.
+
+    python benchmarks/profile_epoch.py --model lightgcn --threads 1 --top 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--dataset", default="baby", choices=["baby", "sports"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=1, help="unprofiled epochs timed before the profiled one")
+    ap.add_argument("--batches", type=int, default=0, help="profile only the first N batches (0: whole epoch)")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("-o", "--override", action="append", default=[])
+    args = ap.parse_args()
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(args.threads)
+    from cliper.config.loader import load_config
+    from cliper.paths import shared_dataset
+    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
+    from cliper.training.trainer import Trainer
+
+    path = shared_dataset({"baby": "amazon-baby", "sports": "amazon-sports"}[args.dataset])
+    with tempfile.TemporaryDirectory(prefix="cliper-profile-cache-") as cold:
+        os.environ.setdefault("CLIPER_CACHE_DIR", cold)
+        cfg = load_config(overrides=[f"dataset.path={path}", f"model.name={args.model}", "train.checkpoint=false",
+                                     "features.random_image_dim=4096", "features.random_text_dim=384",
+                                     *args.override])
+        data = load_dataset(cfg)
+        features = build_features(cfg, data.n_items)
+        device = torch.device("cpu")
+        model = build_model(cfg, data, features, device)
+        evaluator = make_evaluator(cfg, data, device)
+        trainer = Trainer(model, data, evaluator, cfg.train, cfg.eval.valid_metric, cfg.seed, None,
+                          progress=False, device=device)
+        times, losses = [], []
+        for epoch in range(1, args.epochs + 1):
+            t = time.perf_counter()
+            losses.append(trainer.train_epoch(epoch))
+            times.append(time.perf_counter() - t)
+        print(json.dumps({"model": args.model, "dataset": args.dataset, "threads": torch.get_num_threads(),
+                          "batch_size": cfg.train.batch_size, "epoch_s": [round(x, 3) for x in times],
+                          "losses": losses}), flush=True)
+        if args.no_profile:
+            return
+        epoch = args.epochs + 1
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            if args.batches:
+                model.train()
+                for i, batch in enumerate(trainer.batches(epoch)):
+                    if i == args.batches:
+                        break
+                    trainer.optimizer.zero_grad(set_to_none=True)
+                    loss = model.calculate_loss(batch)
+                    loss.backward()
+                    trainer.optimizer.step()
+            else:
+                trainer.train_epoch(epoch)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=48))
+
+
+if __name__ == "__main__":
+    main()
