@@ -125,17 +125,29 @@ class Recommender(nn.Module, ABC):
         """Called before each training epoch (e.g. re-sample a pruned graph)."""
 
     def train(self, mode: bool = True) -> "Recommender":
-        # Leaving or entering a mode invalidates embeddings cached for full ranking.
-        self._eval_cache = None
+        # Entering training invalidates embeddings cached for full ranking; eval() on a model
+        # already in eval mode keeps them (the test pass right after the valid pass reuses them).
+        if mode or mode != self.training:
+            self._eval_cache = None
         return super().train(mode)
 
+    def _state_key(self) -> tuple:
+        """Identity and in-place version of every parameter and buffer: changes when any is updated."""
+        return tuple((id(t), t._version) for t in (*self.parameters(), *self.buffers()))
+
     def cached(self, compute):
-        """Compute-once-per-evaluation helper: ``self.cached(lambda: self.propagate())``."""
+        """Compute-once-per-evaluation helper: ``self.cached(lambda: self.propagate())``.
+
+        The result is reused across evaluation passes while no parameter or buffer has
+        changed (optimiser steps and ``load_state_dict`` bump tensor versions), so
+        evaluating valid then test after an epoch computes the representations once.
+        """
         if self.training:
             return compute()
-        if self._eval_cache is None:
-            self._eval_cache = compute()
-        return self._eval_cache
+        key = self._state_key()
+        if self._eval_cache is None or self._eval_cache[0] != key:
+            self._eval_cache = (key, compute())
+        return self._eval_cache[1]
 
     def extra_repr(self) -> str:
         return f"n_users={self.n_users}, n_items={self.n_items}"

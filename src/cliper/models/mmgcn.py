@@ -17,7 +17,10 @@ One GCN per modality m over the user-item graph (Section 3):
 
 Speed: every layer's neighbourhood mean is one sparse product with the row-normalised
 adjacency D^-1 A (a :class:`SparseGraph`, backward by its transpose), not an edge-list
-scatter over 2|E| gathered message rows.
+scatter over 2|E| gathered message rows. The operator is bipartite, so users and items
+are propagated as two blocks (A_ui x_i, A_iu x_u): no [U+I, d] concatenation or its
+backward copies, and an unprojected frozen modality (MMRec's text) is normalised once
+and gets no gradient, instead of both on every batch. Same maths as the stacked form.
 
 Known differences from MMRec: there the ID embedding and preference vectors are plain
 tensors outside the optimiser (never trained) and its ``n_layers: 2`` is ignored (3
@@ -68,6 +71,25 @@ def neighbour_operator(train: sp.csr_matrix, aggregation: str) -> SparseGraph:
     return SparseGraph(a, symmetric=True)
 
 
+def neighbour_blocks(train: sp.csr_matrix, aggregation: str) -> tuple[SparseGraph, SparseGraph]:
+    """The two off-diagonal blocks of :func:`neighbour_operator`: (users <- items, items <- users).
+
+    The bipartite operator has zero diagonal blocks, so ``A @ [x_u; x_i] = [A_ui x_i; A_iu x_u]``;
+    keeping users and items apart saves the [U+I, d] concatenations and their backward copies.
+    """
+    r = sp.csr_matrix(train, dtype=np.float32)
+    r_t = sp.csr_matrix(r.T)
+    if aggregation == "mean":
+        def mean(m: sp.csr_matrix) -> sp.csr_matrix:
+            deg = np.asarray(m.sum(1)).ravel()
+            with np.errstate(divide="ignore"):
+                inv = np.where(deg > 0, 1.0 / deg, 0.0).astype(np.float32)
+            return sp.csr_matrix(sp.diags(inv) @ m)
+
+        r, r_t = mean(r), mean(r_t)
+    return SparseGraph(r), SparseGraph(r_t)
+
+
 class ModalityGCN(nn.Module):
     """The graph of one modality: preferences + projected features through L layers."""
 
@@ -87,6 +109,9 @@ class ModalityGCN(nn.Module):
             self.conv.append(nn.Parameter(torch.empty(w_in, w_in)))  # W_1 of Eq. 1
             self.linear.append(nn.Linear(w_in, d))  # W_3 of Eq. 5
             self.combine.append(nn.Linear(w_in + d if self.concat else w_in, d))  # W_2 of Eq. 6
+        self._item_source: torch.Tensor | None = None  # frozen features the cached input was made from
+        self._item_version = -1
+        self._item_cache: torch.Tensor | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -101,19 +126,47 @@ class ModalityGCN(nn.Module):
             nn.init.xavier_normal_(comb.weight)
             nn.init.zeros_(comb.bias)
 
-    def forward(self, graph: SparseGraph, features: torch.Tensor, id_embedding: torch.Tensor) -> torch.Tensor:
-        feats = self.projection(features) if self.projection is not None else features
-        x = F.normalize(torch.cat([self.preference, feats], 0))
+    def item_input(self, features: torch.Tensor) -> torch.Tensor:
+        """Normalised item rows of the layer-1 input: projected features, or the raw ones.
+
+        Unprojected frozen features are normalised once and reused (a constant: no
+        gradient, no per-batch normalisation); a trainable fusion's output is not cached.
+        """
+        if self.projection is not None:
+            return F.normalize(self.projection(features))
+        if features.requires_grad:
+            return F.normalize(features)
+        if self._item_source is not features or self._item_version != features._version:
+            self._item_cache = F.normalize(features.detach())
+            self._item_source, self._item_version = features, features._version
+        return self._item_cache
+
+    def forward(self, blocks: tuple[SparseGraph, SparseGraph], features: torch.Tensor,
+                id_users: torch.Tensor, id_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user rows, item rows) of the last layer; ``blocks`` from :func:`neighbour_blocks`.
+
+        Equal to running the layers on ``x = normalize([preference; features])`` with the full
+        operator; users and items are kept apart, so no gradient is computed for constant
+        item rows and no [U+I, d] concatenation is made.
+        """
+        g_ui, g_iu = blocks
+        xu = F.normalize(self.preference)  # row-wise, so normalising the blocks apart is the same
+        xi = self.item_input(features)
+        slope = self.slope
         for w, lin, comb in zip(self.conv, self.linear, self.combine):
-            h = F.leaky_relu(graph @ (x @ w), self.slope)  # Eq. 1: aggregate W_1 x_j over neighbours
-            x_hat = F.leaky_relu(lin(x), self.slope) + id_embedding  # Eq. 5
+            hu = F.leaky_relu(g_ui @ (xi @ w), slope)  # Eq. 1: users aggregate their items' W_1 x_j
+            hi = F.leaky_relu(g_iu @ (xu @ w), slope)  # ... items their users'
+            xhu = F.leaky_relu(lin(xu), slope) + id_users  # Eq. 5
+            xhi = F.leaky_relu(lin(xi), slope) + id_items
             if self.concat:  # Eq. 6, W_2 [h ; x_hat] as two blocks of W_2 (no [N, w + d] copy)
-                w_h = comb.weight[:, : h.shape[1]]
-                w_x = comb.weight[:, h.shape[1] :]
-                x = F.leaky_relu(torch.addmm(comb.bias, h, w_h.T) + x_hat @ w_x.T, self.slope)
+                w_h = comb.weight[:, : hu.shape[1]].T
+                w_x = comb.weight[:, hu.shape[1] :].T
+                xu = F.leaky_relu(torch.addmm(comb.bias, hu, w_h).addmm_(xhu, w_x), slope)
+                xi = F.leaky_relu(torch.addmm(comb.bias, hi, w_h).addmm_(xhi, w_x), slope)
             else:
-                x = F.leaky_relu(comb(h) + x_hat, self.slope)  # Eq. 6, element-wise
-        return x
+                xu = F.leaky_relu(comb(hu) + xhu, slope)  # Eq. 6, element-wise
+                xi = F.leaky_relu(comb(hi) + xhi, slope)
+        return xu, xi
 
 
 @register
@@ -133,11 +186,16 @@ class MMGCN(Recommender):
         self.id_embedding = nn.Parameter(torch.empty(self.n_users + self.n_items, params.embedding_dim))
         nn.init.xavier_normal_(self.id_embedding)
         self.graph = neighbour_operator(ctx.train.matrix, params.aggregation).to(ctx.device)
+        g_ui, g_iu = neighbour_blocks(ctx.train.matrix, params.aggregation)
+        self.blocks = (g_ui.to(ctx.device), g_iu.to(ctx.device))
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rep = sum(self.gcns[m](self.graph, self.features.get(m), self.id_embedding) for m in self.used)
-        rep = rep / len(self.used)
-        return rep[: self.n_users], rep[self.n_users :]
+        id_u, id_i = self.id_embedding[: self.n_users], self.id_embedding[self.n_users :]
+        users, items = 0.0, 0.0
+        for m in self.used:
+            u, i = self.gcns[m](self.blocks, self.features.get(m), id_u, id_i)
+            users, items = users + u, items + i
+        return users / len(self.used), items / len(self.used)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         users, items = self.propagate()
