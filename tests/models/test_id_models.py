@@ -63,9 +63,9 @@ def test_lightgcn_gradient_through_sparse_graph_matches_dense():
     e0 = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().requires_grad_(True)
     out = (e0 + a @ e0 + a @ (a @ e0)) / 3
     u, i = out[: data.n_users], out[data.n_users:]
-    from cliper.models.layers import bpr_loss, l2_reg
+    from cliper.models.layers import bpr_loss, l2_penalty
     ub, pb, nb = u[batch.users], i[batch.pos_items], i[batch.neg_items]
-    loss = bpr_loss((ub * pb).sum(1), (ub * nb).sum(1)) + 1e-4 * l2_reg(
+    loss = bpr_loss((ub * pb).sum(1), (ub * nb).sum(1)) + 1e-4 * l2_penalty("norm",
         e0[batch.users], e0[data.n_users + batch.pos_items], e0[data.n_users + batch.neg_items])
     loss.backward()
     assert torch.allclose(g_sparse, e0.grad[: data.n_users], atol=1e-6)

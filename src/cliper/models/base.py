@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
@@ -21,6 +21,9 @@ from cliper.errors import ConfigError
 from cliper.graphs.knn_search import KnnSearch
 
 
+RegForm = Literal["squared", "norm", "mean"]  # forms of cliper.models.layers.l2_penalty
+
+
 class ModelParams(BaseModel):
     """Hyperparameters of a model; an unknown key is an error."""
 
@@ -28,6 +31,9 @@ class ModelParams(BaseModel):
 
     embedding_dim: PositiveInt = 64
     reg_weight: NonNegativeFloat = 1e-4
+    # form of the L2 penalty reg_weight multiplies (cliper.models.layers.l2_penalty); each model's
+    # Params and YAML default to the form its reference code and grid use
+    reg_form: RegForm = "squared"
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,14 @@ from pydantic import Field, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import bipartite_graph
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import LightGCNPropagation
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.layers import LightGCNPropagation, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
 
 
 class BM3Params(ModelParams):
+    reg_form: RegForm = "norm"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: PositiveInt = 64  # ID embedding and projection size
     n_layers: int = Field(1, ge=0)  # LightGCN layers
     dropout: float = Field(0.3, ge=0.0, lt=1.0)  # latent embedding dropout of the target view
@@ -94,7 +95,7 @@ class BM3(Recommender):
                 f_target = F.dropout(f, p.dropout)
             f_online = self.predictor(f)
             mm = mm + _cos_loss(f_online, i_target) + _cos_loss(f_online, f_target)
-        reg = (users_all.norm() + items_all.norm()) / self.n_items
+        reg = l2_penalty(p.reg_form, users_all, items_all)  # EmbLoss of the whole tables: / n_items
         return loss + p.reg_weight * reg + p.cl_weight * mm
 
     def _eval_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

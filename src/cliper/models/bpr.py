@@ -10,12 +10,13 @@ import torch
 from pydantic import NonNegativeFloat, PositiveInt
 from torch import nn
 
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import bpr_loss, l2_reg
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.layers import bpr_loss, l2_penalty
 from cliper.models.registry import register
 
 
 class BPRParams(ModelParams):
+    reg_form: RegForm = "norm"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: PositiveInt = 64  # latent factors
     reg_weight: NonNegativeFloat = 1e-4  # L2 on the batch's user/item embeddings
 
@@ -40,7 +41,7 @@ class BPR(Recommender):
         p = self.item_embedding(batch.pos_items)
         n = self.item_embedding(batch.neg_items)
         loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
-        return loss + self.params.reg_weight * l2_reg(u, p, n)
+        return loss + self.params.reg_weight * l2_penalty(self.params.reg_form, u, p, n)
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_embedding.weight, self.item_embedding.weight

@@ -51,14 +51,15 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph
 from cliper.graphs.knn import KnnGraphCache
 from cliper.graphs.user_graph import build_user_graph
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.dualgnn import ModalityEncoder
-from cliper.models.layers import bpr_loss
+from cliper.models.layers import bpr_loss, l2_penalty
 from cliper.models.modal import modality_weights, present_modalities
 from cliper.models.registry import register
 
 
 class DRAGONParams(ModelParams):
+    reg_form: RegForm = "mean"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: int = Field(64, gt=0)  # per-modality representation size (code: dim_latent = 64)
     hidden_multiplier: int = Field(4, ge=1)  # feature MLP hidden width = multiplier * embedding_dim
     n_ui_layers: int = Field(2, ge=0)  # products with the user-item graph (x + Ax + A^2x)
@@ -138,9 +139,10 @@ class DRAGON(Recommender):
         loss = bpr_loss((u * pos).sum(1), (u * neg).sum(1))  # Sec. 3.3
         if self.params.loss_log_base_2:
             loss = loss / math.log(2.0)
-        reg = sum(e.preference.index_select(0, batch.users).pow(2).mean() for e in self.encoders.values())
+        f = self.params.reg_form
+        reg = l2_penalty(f, *[e.preference.index_select(0, batch.users) for e in self.encoders.values()])
         if len(self.modal) > 1:  # the code regularises weight_u only where it is used ('cat' with two modalities)
-            reg = reg + self.user_modality_weight.pow(2).mean()
+            reg = reg + l2_penalty(f, self.user_modality_weight)
         return loss + self.params.reg_weight * reg
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

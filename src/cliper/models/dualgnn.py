@@ -36,12 +36,13 @@ from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph
 from cliper.graphs.user_graph import build_user_graph
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import bpr_loss
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.layers import bpr_loss, l2_penalty
 from cliper.models.registry import register
 
 
 class DualGNNParams(ModelParams):
+    reg_form: RegForm = "mean"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: PositiveInt = 64  # modality representation size (MMRec dim_latent)
     hidden_multiplier: int = Field(4, ge=1)  # feature MLP hidden width = multiplier * embedding_dim
     n_layers: int = Field(2, ge=0)  # propagations on the user-item graph (x + Ax + A^2x)
@@ -112,8 +113,9 @@ class DualGNN(Recommender):
         loss = bpr_loss((u * items[batch.pos_items]).sum(1), (u * items[batch.neg_items]).sum(1))
         if self.params.loss_log_base_2:
             loss = loss / math.log(2.0)
-        reg = sum(e.preference[batch.users].pow(2).mean() for e in self.encoders.values())
-        reg = reg + self.user_modality_weight.pow(2).mean()
+        f = self.params.reg_form
+        reg = l2_penalty(f, *[e.preference[batch.users] for e in self.encoders.values()])
+        reg = reg + l2_penalty(f, self.user_modality_weight)
         return loss + self.params.reg_weight * reg
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

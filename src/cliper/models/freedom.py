@@ -25,6 +25,8 @@ from [0.8, 0.9], reg_weight from [0, 1e-5, 1e-4, 1e-3]).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -48,6 +50,7 @@ class FREEDOMParams(ModelParams):
     mm_image_weight: float = Field(0.1, ge=0.0, le=1.0)  # image share of the mixed item-item graph
     dropout: float = Field(0.8, ge=0.0, lt=1.0)  # fraction of user-item edges pruned each epoch
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of the modality-alignment BPR losses
+    reg_form: Literal["none"] = "none"  # FREEDOM has no L2 penalty (neither has MMRec's code)
     train_features: bool = False  # MMRec trains the raw feature tables; off by default (see docs)
     knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
 

@@ -38,12 +38,13 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.graphs.edge_weights import EdgePattern
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import bpr_loss
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.layers import bpr_loss, l2_penalty
 from cliper.models.registry import register
 
 
 class GRCNParams(ModelParams):
+    reg_form: RegForm = "mean"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: PositiveInt = 64  # ID embedding size
     latent_dim: PositiveInt = 64  # modality prototype / projected feature size (MMRec latent_embedding)
     n_routing: int = Field(3, ge=0)  # routing iterations refining user prototypes (MMRec n_layers)
@@ -143,10 +144,11 @@ class GRCN(Recommender):
         u = users[batch.users]
         loss = bpr_loss((u * items[batch.pos_items]).sum(1), (u * items[batch.neg_items]).sum(1))
         ids = self.id_embedding
-        reg = ids[batch.users].pow(2).mean() + 0.5 * (
-            ids[self.n_users + batch.pos_items].pow(2).mean() + ids[self.n_users + batch.neg_items].pow(2).mean()
+        f = self.params.reg_form
+        reg = l2_penalty(f, ids[batch.users]) + 0.5 * l2_penalty(
+            f, ids[self.n_users + batch.pos_items], ids[self.n_users + batch.neg_items]
         )
-        reg = reg + sum(r.preference[batch.users].pow(2).mean() for r in self.refiners.values())
+        reg = reg + l2_penalty(f, *[r.preference[batch.users] for r in self.refiners.values()])
         return loss + self.params.reg_weight * reg
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,7 +40,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph
 from cliper.graphs.knn import KnnGraphCache, topk_cosine
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
+from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
 
@@ -206,7 +206,7 @@ class LATTICE(Recommender):
         u = users.index_select(0, batch.users)
         pos, neg = items.index_select(0, batch.pos_items), items.index_select(0, batch.neg_items)
         loss = bpr_loss((u * pos).sum(1), (u * neg).sum(1))
-        return loss + self.params.reg_weight * l2_reg(u, pos, neg)
+        return loss + self.params.reg_weight * l2_penalty(self.params.reg_form, u, pos, neg)
 
     def _eval_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():

@@ -55,8 +55,8 @@ from pydantic import Field
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, normalized_bipartite
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import LightGCNPropagation, bpr_loss
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import present_modalities
 from cliper.models.registry import register
 
@@ -65,6 +65,7 @@ from cliper.models.registry import register
 EVAL_NOISE_SEED = 20240101  # evaluation's Gumbel noise (see LGMRec.gumbel_softmax)
 
 class LGMRecParams(ModelParams):
+    reg_form: RegForm = "norm"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: int = Field(64, gt=0)  # ID and projected-feature size (MMRec embedding_size = feat_embed_dim)
     n_ui_layers: int = Field(2, ge=0)  # LightGCN layers of the collaborative graph embedding (0: the 'mf' cf_model)
     n_mm_layers: int = Field(2, ge=0)  # propagation rounds of the modality graph embedding
@@ -83,11 +84,6 @@ def hypergraph_contrastive(anchor: torch.Tensor, positive: torch.Tensor, candida
     """Sum over rows of -log exp(cos(a, p)/tau) / sum_j exp(cos(a, c_j)/tau) (authors' ssl_triple_loss)."""
     a, p, c = F.normalize(anchor, dim=1), F.normalize(positive, dim=1), F.normalize(candidates, dim=1)
     return (torch.logsumexp(a @ c.T / tau, dim=1) - (a * p).sum(1) / tau).sum()
-
-
-def l2_norm_reg(*tensors: torch.Tensor) -> torch.Tensor:
-    """(sum of the Frobenius norms of the tensors) / batch size, unsquared (authors' reg_loss)."""
-    return sum(t.norm(p=2) for t in tensors) / tensors[-1].shape[0]
 
 
 @register
@@ -187,7 +183,7 @@ class LGMRec(Recommender):
         users, items, hyper = self.propagate()
         u = users.index_select(0, batch.users)  # index_select: deterministic backward on CPU
         pos, neg = items.index_select(0, batch.pos_items), items.index_select(0, batch.neg_items)
-        loss = bpr_loss((u * pos).sum(1), (u * neg).sum(1)) + p.reg_weight * l2_norm_reg(u, pos, neg)
+        loss = bpr_loss((u * pos).sum(1), (u * neg).sum(1)) + p.reg_weight * l2_penalty(p.reg_form, u, pos, neg)
         if p.cl_weight > 0 and len(self.modal) == 2:
             (uv, iv), (ut, it) = hyper[self.modal[0]], hyper[self.modal[1]]
             cl = hypergraph_contrastive(uv.index_select(0, batch.users), ut.index_select(0, batch.users), ut, p.tau)

@@ -13,12 +13,13 @@ from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import bipartite_graph
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.registry import register
 
 
 class LightGCNParams(ModelParams):
+    reg_form: RegForm = "norm"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: PositiveInt = 64
     n_layers: NonNegativeInt = 2  # propagation depth K
     reg_weight: NonNegativeFloat = 1e-4  # lambda of Eq. 15
@@ -52,7 +53,8 @@ class LightGCN(Recommender):
         u = users.index_select(0, batch.users)
         p, n = items.index_select(0, batch.pos_items), items.index_select(0, batch.neg_items)
         loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
-        reg = l2_reg(
+        reg = l2_penalty(
+            self.params.reg_form,
             self.user_embedding(batch.users), self.item_embedding(batch.pos_items), self.item_embedding(batch.neg_items)
         )
         return loss + self.params.reg_weight * reg

@@ -51,7 +51,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
+from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
 
@@ -156,7 +156,7 @@ class MGCN(Recommender):
         # index_select: deterministic backward on CPU
         u = users.index_select(0, batch.users)
         pos, neg = items.index_select(0, batch.pos_items), items.index_select(0, batch.neg_items)
-        loss = bpr_loss((u * pos).sum(1), (u * neg).sum(1)) + p.reg_weight * l2_reg(u, pos, neg)
+        loss = bpr_loss((u * pos).sum(1), (u * neg).sum(1)) + p.reg_weight * l2_penalty(p.reg_form, u, pos, neg)
         if p.cl_loss > 0:
             n = self.n_users
             cl = info_nce(side.index_select(0, batch.pos_items + n), content.index_select(0, batch.pos_items + n),

@@ -40,12 +40,13 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import bpr_loss
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.layers import bpr_loss, l2_penalty
 from cliper.models.registry import register
 
 
 class MMGCNParams(ModelParams):
+    reg_form: RegForm = "mean"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: PositiveInt = 64  # ID embedding / output size of every combination layer
     n_layers: int = Field(3, ge=1)  # graph layers per modality (MMRec's code runs 3)
     image_latent_dim: PositiveInt | None = 256  # project image features to this width first (None: raw)
@@ -203,8 +204,9 @@ class MMGCN(Recommender):
         loss = bpr_loss((u * items[batch.pos_items]).sum(1), (u * items[batch.neg_items]).sum(1))
         ids = self.id_embedding
         pos, neg = ids[self.n_users + batch.pos_items], ids[self.n_users + batch.neg_items]
-        reg = ids[batch.users].pow(2).mean() + 0.5 * (pos.pow(2).mean() + neg.pow(2).mean())
-        reg = reg + sum(g.preference.pow(2).mean() for g in self.gcns.values())
+        f = self.params.reg_form
+        reg = l2_penalty(f, ids[batch.users]) + 0.5 * l2_penalty(f, pos, neg)
+        reg = reg + l2_penalty(f, *[g.preference for g in self.gcns.values()])
         return loss + self.params.reg_weight * reg
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

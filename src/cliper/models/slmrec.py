@@ -39,7 +39,7 @@ from torch import nn
 
 from cliper.graphs.adjacency import bipartite_graph
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import l2_reg
+from cliper.models.layers import l2_penalty
 from cliper.models.modal import modal_features, present_modalities
 from cliper.models.registry import register
 
@@ -182,7 +182,7 @@ class SLMRec(Recommender):
                                       p.dropout_rate if p.ssl_task == "FD+FM" else 0.0, mask=True)
             loss = loss + p.ssl_alpha * ssl
         if p.reg_weight > 0:
-            loss = loss + p.reg_weight * l2_reg(self.user_embedding(batch.users), self.item_embedding(batch.pos_items))
+            loss = loss + p.reg_weight * l2_penalty(p.reg_form, self.user_embedding(batch.users), self.item_embedding(batch.pos_items))
         return loss
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

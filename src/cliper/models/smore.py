@@ -57,7 +57,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
+from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
 
@@ -210,7 +210,7 @@ class SMORE(Recommender):
         users, items, side, behaviour = self.propagate()
         u = users.index_select(0, batch.users)
         pos, neg = items.index_select(0, batch.pos_items), items.index_select(0, batch.neg_items)
-        loss = bpr_loss((u * pos).sum(1), (u * neg).sum(1)) + self.params.reg_weight * l2_reg(u, pos, neg)
+        loss = bpr_loss((u * pos).sum(1), (u * neg).sum(1)) + self.params.reg_weight * l2_penalty(self.params.reg_form, u, pos, neg)
         n = self.n_users
         items_idx = batch.pos_items + n
         cl = info_nce(side.index_select(0, items_idx), behaviour.index_select(0, items_idx), self.params.temperature)

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
-from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import bpr_loss, l2_reg
+from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.layers import bpr_loss, l2_penalty
 from cliper.models.registry import register
 
 
 class VBPRParams(ModelParams):
+    reg_form: RegForm = "norm"  # the reference code's L2 form (layers.l2_penalty)
     embedding_dim: PositiveInt = 64  # size of gamma_i and of E f_i (the user vector is twice this)
     reg_weight: NonNegativeFloat = 1e-4  # L2 on the batch's user/item vectors (MMRec grid 2.0 ... 1e-5)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on user/item vectors during training (MMRec's forward, 0 by default)
@@ -90,7 +91,7 @@ class VBPR(Recommender):
         items = nn.functional.dropout(items, p_drop, self.training)
         p, q = items[:n], items[n:]
         loss = bpr_loss((u * p).sum(1), (u * q).sum(1))
-        return loss + self.params.reg_weight * l2_reg(u, p, q)
+        return loss + self.params.reg_weight * l2_penalty(self.params.reg_form, u, p, q)
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_embedding.weight, self.cached(self.item_vectors)
