@@ -35,7 +35,7 @@ from cliper.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: field lengths and missing rates matched to the real Amazon sample
 DEFAULT_ITEMS = 800
 DEFAULT_USERS = 1200
 DEFAULT_MEAN_INTERACTIONS = 18.0
