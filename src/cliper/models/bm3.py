@@ -40,7 +40,7 @@ class BM3Params(ModelParams):
     dropout: float = Field(0.3, ge=0.0, lt=1.0)  # latent embedding dropout of the target view
     reg_weight: float = Field(0.1, ge=0.0)  # weight of the norm penalty on the online embeddings
     cl_weight: float = Field(2.0, ge=0.0)  # weight of the multimodal alignment / masked losses
-    train_features: bool = False  # MMRec trains the raw feature tables; off by default (see docs)
+    train_features: bool = True  # train the raw feature tables, as MMRec does (freeze=False)
 
 
 def _cos_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

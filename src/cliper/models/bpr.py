@@ -33,8 +33,9 @@ class BPR(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_embedding.weight)
+        # MMRec's BPR: self.apply(xavier_normal_initialization)
+        nn.init.xavier_normal_(self.user_embedding.weight)
+        nn.init.xavier_normal_(self.item_embedding.weight)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         u = self.user_embedding(batch.users)

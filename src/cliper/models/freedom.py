@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, normalized_bipartite
@@ -51,8 +51,19 @@ class FREEDOMParams(ModelParams):
     dropout: float = Field(0.8, ge=0.0, lt=1.0)  # fraction of user-item edges pruned each epoch
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of the modality-alignment BPR losses
     reg_form: Literal["none"] = "none"  # FREEDOM has no L2 penalty (neither has MMRec's code)
-    train_features: bool = False  # MMRec trains the raw feature tables; off by default (see docs)
+    train_features: bool = True  # train the raw feature tables, as MMRec does (freeze=False)
     knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
+
+    @model_validator(mode="after")
+    def _alignment_needs_equal_sizes(self) -> "FREEDOMParams":
+        # the alignment BPR dots a user (embedding_dim) with a projected feature (feat_embed_dim);
+        # MMRec's code needs them equal too (it fails with a shape error otherwise)
+        if self.embedding_dim != self.feat_embed_dim:
+            raise ValueError(
+                f"model.feat_embed_dim ({self.feat_embed_dim}) must equal model.embedding_dim "
+                f"({self.embedding_dim}): the alignment loss dots users with projected features"
+            )
+        return self
 
 
 @register

@@ -54,7 +54,7 @@ class LATTICEParams(ModelParams):
     lambda_coeff: float = Field(0.9, ge=0.0, le=1.0)  # weight of the initial (raw-feature) graph
     reg_weight: float = Field(1e-4, ge=0.0)  # MMRec grid [0, 1e-5, 1e-4, 1e-3]
     ui_normalization: Literal["rw_self_loop", "sym"] = "rw_self_loop"  # D^-1(A+I) as MMRec, or D^-1/2 A D^-1/2
-    train_features: bool = False  # MMRec trains the raw feature tables (they only reach the graph once per epoch)
+    train_features: bool = True  # train the raw feature tables, as MMRec does (they reach the learned graph once per epoch)
     knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
 
 
