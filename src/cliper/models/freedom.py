@@ -21,6 +21,11 @@ Multimodal Recommendation", ACM MM 2023 (arXiv 2211.06924).
 
 Defaults follow MMRec's FREEDOM.yaml (embedding 64, k 10, image weight 0.1, dropout
 from [0.8, 0.9], reg_weight from [0, 1e-5, 1e-4, 1e-3]).
+
+Differences from MMRec's FREEDOM (table on docs/backbones/freedom.md): feature tables are trained
+by default as there (``train_features``); no L2 term (``reg_form`` is ``none``); the alignment loss
+projects only the batch's feature differences (same value, the bias cancels); embedding_dim !=
+feat_embed_dim is a config error (MMRec fails with a shape error); content-keyed kNN cache.
 """
 
 from __future__ import annotations

@@ -24,6 +24,11 @@ only N*k edges, and differentiable edge weights are recomputed for those edges a
 no dense N x N matrix ever exists (MMRec kept two dense N x N graphs and rebuilt them for
 every evaluation batch). Evaluation rebuilds the graph from the current weights once per
 pass (``self.cached``). Defaults follow MMRec's LATTICE.yaml.
+
+Differences from MMRec's LATTICE (table on docs/backbones/lattice.md): feature tables are trained
+by default as there (``train_features``); the squared L2 divides by the actual batch size, MMRec's
+by ``train_batch_size`` (only an epoch's last batch differs); sparse N*k graphs, one build per
+evaluation pass, content-keyed kNN cache.
 """
 
 from __future__ import annotations
