@@ -14,15 +14,17 @@ import json
 import time
 
 from cliper.config.loader import load_config
+from cliper.runtime import set_threads
 from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator, resolve_device
 from cliper.training.trainer import Trainer
-from cliper.runtime import set_threads
 
 
-def curve(model_name: str, dataset: str, epochs: int, seed: int, extra: list[str]) -> dict:
+RANDOM = ["features.random_image_dim=4096", "features.random_text_dim=384"]
+
+
+def curve(model_name: str, dataset: str, epochs: int, seed: int, extra: list[str], base: list[str]) -> dict:
     overrides = [f"dataset.path={dataset}", f"model.name={model_name}", f"train.epochs={epochs}",
-                 "train.patience=1000", "features.random_image_dim=4096", "features.random_text_dim=384",
-                 f"seed={seed}", "eval.topk=[20]", "eval.metrics=[recall]", *extra]
+                 "train.patience=1000", f"seed={seed}", "eval.topk=[20]", "eval.metrics=[recall]", *base, *extra]
     cfg = load_config(overrides=overrides)
     set_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -44,10 +46,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[2024])
     ap.add_argument("--a", nargs="*", default=[])
     ap.add_argument("--b", nargs="*", default=[])
+    ap.add_argument("--base", nargs="*", default=RANDOM, help="overrides shared by both (default: random features)")
     args = ap.parse_args()
     for seed in args.seeds:
         for extra in (args.a, args.b):
-            print(json.dumps(curve(args.model, args.dataset, args.epochs, seed, extra)), flush=True)
+            print(json.dumps(curve(args.model, args.dataset, args.epochs, seed, extra, args.base)), flush=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ Defaults follow MMRec's FREEDOM.yaml (embedding 64, k 10, image weight 0.1, drop
 from [0.8, 0.9], reg_weight from [0, 1e-5, 1e-4, 1e-3]).
 
 Differences from MMRec's FREEDOM (table on docs/backbones/freedom.md): feature tables are trained
-by default as there (``train_features``); no L2 term (``reg_form`` is ``none``); the alignment loss
+by default as there (``train_features``; no measurable effect on the ranking at the grid's reg_weight,
+see the docs page); no L2 term (``reg_form`` is ``none``); the alignment loss
 projects only the batch's feature differences (same value, the bias cancels); embedding_dim !=
 feat_embed_dim is a config error (MMRec fails with a shape error); content-keyed kNN cache.
 """
