@@ -24,8 +24,8 @@ def test_seeded_runs_identical():
     C.check_seeded_runs_identical(NAME)
 
 
-def test_evaluator_masks_train_items():
-    C.check_evaluator_masks_train_items(NAME)
+def test_ranking_follows_the_trained_model():
+    C.check_ranking_follows_the_trained_model(NAME)
 
 
 def test_eval_propagates_once_per_pass():
@@ -112,3 +112,64 @@ def test_alignment_loss_equals_the_papers_two_projection_form():
             f = model.features.get(m)
             align = align + bpr_loss((u * proj(f[b.pos_items])).sum(1), (u * proj(f[b.neg_items])).sum(1))
         assert torch.allclose(model.calculate_loss(b), main + align, atol=1e-5)
+
+
+def _dense_sym(a: np.ndarray) -> np.ndarray:
+    """D^-1/2 A D^-1/2 by hand (degree 0 rows stay 0)."""
+    d = a.sum(1)
+    inv = np.where(d > 0, 1.0 / np.sqrt(np.maximum(d, 1e-12)), 0.0)
+    return inv[:, None] * a * inv[None, :]
+
+
+def test_prune_graph_samples_by_inverse_sqrt_degrees_and_renormalises(monkeypatch):
+    """prune_graph draws with weights 1/sqrt(d_u d_i) of the FULL train graph, then normalises the
+    kept edges with the KEPT graph's degrees (MMRec's _normalize_adj_m on keep_indices)."""
+    model = C.build(NAME, dropout=0.75)
+    r = C.data().train_matrix.toarray().astype(np.float64)
+    coo = C.data().train_matrix.tocoo()
+    du, di = r.sum(1), r.sum(0)
+    seen = {}
+    real = torch.multinomial
+
+    def spy(weights, n, replacement=False):
+        seen["weights"], seen["n"], seen["replacement"] = weights.clone(), n, replacement
+        return real(weights, n, replacement=replacement)
+
+    monkeypatch.setattr(torch, "multinomial", spy)
+    torch.manual_seed(3)
+    graph = model.prune_graph().matrix.to_dense().numpy()
+    # the sampling weights, edge by edge, over exactly the train edges
+    users, items = model._edge_users.numpy(), model._edge_items.numpy()
+    assert sorted(zip(users.tolist(), items.tolist())) == sorted(zip(coo.row.tolist(), coo.col.tolist()))
+    np.testing.assert_allclose(seen["weights"].numpy(), 1.0 / np.sqrt(du[users] * di[items]), rtol=1e-5)
+    assert seen["n"] == int(coo.nnz * 0.25) and seen["replacement"] is False
+    # renormalised on the kept graph: rebuild it from the kept edges by hand
+    n_u = r.shape[0]
+    kept = np.zeros_like(r)
+    kept[graph[:n_u, n_u:] > 0] = 1.0
+    assert kept.sum() == seen["n"] and (kept <= r).all()  # a subset of the train edges, no duplicates
+    a = np.block([[np.zeros((n_u, n_u)), kept], [kept.T, np.zeros((r.shape[1], r.shape[1]))]])
+    np.testing.assert_allclose(graph, _dense_sym(a), atol=1e-6)
+    # ...which differs from reusing the full graph's values on the kept edges
+    full = model.full_graph.matrix.to_dense().numpy()
+    assert not np.allclose(graph[graph > 0], full[graph > 0])
+
+
+def test_unequal_embedding_and_feature_sizes_are_one_config_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="feat_embed_dim .32. must equal model.embedding_dim .64."):
+        C.build(NAME, feat_embed_dim=32)
+
+
+def test_default_trains_the_feature_tables_as_mmrec():
+    """MMRec loads FREEDOM's features with freeze=False; the default follows it: a step moves them."""
+    model = C.build(NAME, reg_weight=1.0)
+    before = C.loss_at(model, C.make_batch())
+    model.train()
+    model.pre_epoch_hook(1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.calculate_loss(C.make_batch()).backward()
+    opt.step()
+    assert model.residuals is not None and model.residuals["image"].abs().sum() > 0
+    assert C.loss_at(model, C.make_batch()) != before

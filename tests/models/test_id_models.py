@@ -81,3 +81,21 @@ def test_eval_cache_cleared_when_training_resumes():
     model.eval()
     s2 = model.full_sort_predict(torch.arange(3))
     assert not torch.allclose(s1, s2)
+
+
+@pytest.mark.parametrize("name", ["bpr", "lightgcn"])
+def test_ranking_follows_the_trained_model(name):
+    from cliper.testing import backbones as C
+
+    C.check_ranking_follows_the_trained_model(name)
+
+
+@pytest.mark.parametrize(("name", "normal"), [("bpr", True), ("lightgcn", False)])
+def test_initialisation_follows_mmrec(name, normal):
+    """MMRec: BPR applies xavier_normal_initialization, LightGCN xavier_uniform_. A normal draw
+    exceeds the uniform's bound sqrt(6 / (fan_in + fan_out)) for ~8% of entries; a uniform never does."""
+    model, _ = _model(name)
+    w = model.user_embedding.weight.detach()
+    bound = (6.0 / (w.shape[0] + w.shape[1])) ** 0.5
+    beyond = (w.abs() > bound).float().mean().item()
+    assert (beyond > 0.02) if normal else (beyond == 0.0)

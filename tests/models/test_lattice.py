@@ -24,8 +24,8 @@ def test_seeded_runs_identical():
     C.check_seeded_runs_identical(NAME)
 
 
-def test_evaluator_masks_train_items():
-    C.check_evaluator_masks_train_items(NAME)
+def test_ranking_follows_the_trained_model():
+    C.check_ranking_follows_the_trained_model(NAME)
 
 
 def test_eval_builds_the_item_graph_once_per_pass():

@@ -4,7 +4,7 @@ import torch
 from cliper.errors import ConfigError
 from cliper.testing.backbones import (
     build,
-    check_evaluator_masks_train_items,
+    check_ranking_follows_the_trained_model,
     check_features_matter,
     check_scores_shape,
     check_seeded_runs_identical,
@@ -28,8 +28,8 @@ def test_seeded_runs_identical():
     check_seeded_runs_identical(NAME)
 
 
-def test_evaluator_masks_train_items():
-    check_evaluator_masks_train_items(NAME)
+def test_ranking_follows_the_trained_model():
+    check_ranking_follows_the_trained_model(NAME)
 
 
 def test_features_change_scores():

@@ -17,6 +17,10 @@ WWW 2023 (arXiv 2207.05969).
 The batch's negatives are ignored. Only the batch's items are projected (the loss reads
 no other row). Defaults follow MMRec's BM3.yaml (n_layers from [1, 2], dropout from
 [0.3, 0.5], reg_weight from [0.1, 0.01], cl_weight 2.0).
+
+Differences from MMRec's BM3 (table on docs/backbones/bm3.md): feature tables are trained by
+default as there (``train_features``); target dropout is drawn per batch row (MMRec: over all rows,
+then indexed, so a row repeated in a batch shares its mask there).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class BM3Params(ModelParams):
     dropout: float = Field(0.3, ge=0.0, lt=1.0)  # latent embedding dropout of the target view
     reg_weight: float = Field(0.1, ge=0.0)  # weight of the norm penalty on the online embeddings
     cl_weight: float = Field(2.0, ge=0.0)  # weight of the multimodal alignment / masked losses
-    train_features: bool = False  # MMRec trains the raw feature tables; off by default (see docs)
+    train_features: bool = True  # train the raw feature tables, as MMRec does (freeze=False)
 
 
 def _cos_loss(online: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,10 @@
 
 Matrix factorisation scored by the dot product, trained with the BPR criterion
 (Section 4.1) and L2 regularisation of the embeddings in the batch.
+
+Differences from MMRec's BPR (table on docs/backbones/bpr.md): none in behaviour at the defaults
+(L2 ``reg_form: norm`` = its EmbLoss, xavier_normal init, its grid); ``logsigmoid`` replaces
+``log(1e-10 + sigmoid)`` for stability.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ class BPR(Recommender):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user_embedding.weight)
-        nn.init.xavier_uniform_(self.item_embedding.weight)
+        # MMRec's BPR: self.apply(xavier_normal_initialization)
+        nn.init.xavier_normal_(self.user_embedding.weight)
+        nn.init.xavier_normal_(self.item_embedding.weight)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         u = self.user_embedding(batch.users)

@@ -21,6 +21,12 @@ Multimodal Recommendation", ACM MM 2023 (arXiv 2211.06924).
 
 Defaults follow MMRec's FREEDOM.yaml (embedding 64, k 10, image weight 0.1, dropout
 from [0.8, 0.9], reg_weight from [0, 1e-5, 1e-4, 1e-3]).
+
+Differences from MMRec's FREEDOM (table on docs/backbones/freedom.md): feature tables are trained
+by default as there (``train_features``; no measurable effect on the ranking at the grid's reg_weight,
+see the docs page); no L2 term (``reg_form`` is ``none``); the alignment loss
+projects only the batch's feature differences (same value, the bias cancels); embedding_dim !=
+feat_embed_dim is a config error (MMRec fails with a shape error); content-keyed kNN cache.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, normalized_bipartite
@@ -51,8 +57,19 @@ class FREEDOMParams(ModelParams):
     dropout: float = Field(0.8, ge=0.0, lt=1.0)  # fraction of user-item edges pruned each epoch
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of the modality-alignment BPR losses
     reg_form: Literal["none"] = "none"  # FREEDOM has no L2 penalty (neither has MMRec's code)
-    train_features: bool = False  # MMRec trains the raw feature tables; off by default (see docs)
+    train_features: bool = True  # train the raw feature tables, as MMRec does (freeze=False)
     knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
+
+    @model_validator(mode="after")
+    def _alignment_needs_equal_sizes(self) -> "FREEDOMParams":
+        # the alignment BPR dots a user (embedding_dim) with a projected feature (feat_embed_dim);
+        # MMRec's code needs them equal too (it fails with a shape error otherwise)
+        if self.embedding_dim != self.feat_embed_dim:
+            raise ValueError(
+                f"model.feat_embed_dim ({self.feat_embed_dim}) must equal model.embedding_dim "
+                f"({self.embedding_dim}): the alignment loss dots users with projected features"
+            )
+        return self
 
 
 @register

@@ -24,6 +24,11 @@ only N*k edges, and differentiable edge weights are recomputed for those edges a
 no dense N x N matrix ever exists (MMRec kept two dense N x N graphs and rebuilt them for
 every evaluation batch). Evaluation rebuilds the graph from the current weights once per
 pass (``self.cached``). Defaults follow MMRec's LATTICE.yaml.
+
+Differences from MMRec's LATTICE (table on docs/backbones/lattice.md): feature tables are trained
+by default as there (``train_features``); the squared L2 divides by the actual batch size, MMRec's
+by ``train_batch_size`` (only an epoch's last batch differs); sparse N*k graphs, one build per
+evaluation pass, content-keyed kNN cache.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class LATTICEParams(ModelParams):
     lambda_coeff: float = Field(0.9, ge=0.0, le=1.0)  # weight of the initial (raw-feature) graph
     reg_weight: float = Field(1e-4, ge=0.0)  # MMRec grid [0, 1e-5, 1e-4, 1e-3]
     ui_normalization: Literal["rw_self_loop", "sym"] = "rw_self_loop"  # D^-1(A+I) as MMRec, or D^-1/2 A D^-1/2
-    train_features: bool = False  # MMRec trains the raw feature tables (they only reach the graph once per epoch)
+    train_features: bool = True  # train the raw feature tables, as MMRec does (they reach the learned graph once per epoch)
     knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
 
 

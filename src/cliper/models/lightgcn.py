@@ -4,6 +4,10 @@ for Recommendation", SIGIR 2020.
 Embeddings propagated on the normalised user-item graph without weights or
 non-linearities (Section 3.1, Eq. 7-9), layer outputs averaged (alpha_k = 1/(K+1)),
 dot-product scores, BPR loss with L2 on the batch's layer-0 embeddings (Eq. 15).
+
+Differences from MMRec's LightGCN (table on docs/backbones/lightgcn.md): none in behaviour at the
+defaults (L2 ``reg_form: norm`` = its EmbLoss, xavier_uniform init, its grid); ``logsigmoid``
+replaces ``log(1e-10 + sigmoid)``. ``reg_form: squared`` gives the paper's Eq. 15 form.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ next to a linear projection E of the item's content features f_i. Trained with B
 (Section 3.2) and L2 regularisation of the embeddings in the batch. As in MMRec, the
 content feature is text and image concatenated ``[t_i ; v_i]`` when both are given,
 else the one available modality; the bias terms of Eq. 2 are dropped (as MMRec does).
+
+Differences from MMRec's VBPR (table on docs/backbones/vbpr.md): none in behaviour at the defaults
+(L2 ``reg_form: norm`` = its EmbLoss on [gamma; theta] and [gamma_i; E f_i + b], same init, its
+grid); only the batch's distinct items are projected (same values and gradients).
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""The contract kit's ranking check fails on models that break what it checks (it can fail)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cliper.testing.backbones as C
+
+
+def _bpr():
+    model = C.build("bpr")
+    C.train_steps(model, 1)
+    return model
+
+
+def test_passes_on_a_correct_model():
+    C._check_lists_rank_by_scores(_bpr(), C.data())
+
+
+def test_fails_when_scores_depend_on_the_chunk():
+    model = _bpr()
+    plain = model.full_sort_predict
+
+    def per_chunk(users):  # item order flips with the chunk size: lists no longer follow one full pass
+        s = plain(users)
+        return -s if users.numel() < C.N_USERS else s
+
+    model.full_sort_predict = per_chunk
+    with pytest.raises(AssertionError):
+        C._check_lists_rank_by_scores(model, C.data())
+
+
+def test_fails_on_a_stale_evaluation_cache(monkeypatch):
+    model = C.build("lightgcn")
+    # break the contract: the eval cache survives a return to training, so scores stay frozen
+    monkeypatch.setattr(type(model), "train", lambda self, mode=True: torch.nn.Module.train(self, mode))
+    with pytest.raises(AssertionError, match="stale"):
+        C.check_model_ranking(model)
+
+
+def test_fails_when_export_embeddings_disagree_with_full_ranking(monkeypatch):
+    model = C.build("bpr")
+    monkeypatch.setattr(type(model), "score_embeddings", lambda self: (self.user_embedding.weight,
+                                                                       self.item_embedding.weight * 2))
+    with pytest.raises(AssertionError):
+        C.check_model_ranking(model)
