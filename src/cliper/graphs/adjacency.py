@@ -92,6 +92,62 @@ class SparseGraph:
         return f"SparseGraph(shape={self.shape}, nnz={self.nnz})"
 
 
+def _layer_sum(a: torch.Tensor, x: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """x + a x + ... + a^L x, each term added in place into one buffer, in that order."""
+    total = x.clone()
+    layer = x
+    for _ in range(n_layers):
+        layer = sparse_mm(a, layer)
+        total += layer
+    return total
+
+
+class _LayerSum(torch.autograd.Function):
+    """sum_k A^k x (divided by L + 1 when ``mean``) as one autograd node.
+
+    The backward is the same sum with A^T in Horner form, g + A^T (g + A^T (g + ...)),
+    which is exactly the order autograd accumulates the plain per-layer loop in, so the
+    gradients equal the loop's bit for bit while the per-layer temporaries and graph
+    nodes are gone.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, a: torch.Tensor, a_t: torch.Tensor, n_layers: int, mean: bool):  # type: ignore[override]
+        ctx.a_t, ctx.n_layers, ctx.mean = a_t, n_layers, mean
+        total = _layer_sum(a, x, n_layers)
+        return total.div_(n_layers + 1) if mean else total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        g = grad / (ctx.n_layers + 1) if ctx.mean else grad.contiguous()
+        h = g
+        for _ in range(ctx.n_layers):
+            h = sparse_mm(ctx.a_t, h)
+            h += g
+        return h, None, None, None, None
+
+
+def layer_sum(graph, x: torch.Tensor, n_layers: int, mean: bool = False) -> torch.Tensor:
+    """``x + A x + ... + A^L x`` (``mean``: divided by L + 1, LightGCN's layer average).
+
+    Equal to the plain loop ``layer = graph @ layer; out = out + layer`` (values and
+    gradients, bit for bit, for a :class:`SparseGraph`) in one autograd node; any other
+    ``graph`` (a torch sparse tensor) runs that loop.
+    """
+    if n_layers < 0:
+        raise ValueError("n_layers must be >= 0")
+    if not isinstance(graph, SparseGraph):
+        out, layer = x, x
+        for _ in range(n_layers):
+            layer = graph @ layer
+            out = out + layer
+        return out / (n_layers + 1) if mean else out
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _LayerSum.apply(x, graph.matrix, graph.matrix_t, n_layers, mean)
+    total = _layer_sum(graph.matrix, x, n_layers)
+    return total.div_(n_layers + 1) if mean else total
+
+
 def normalized_bipartite(train: sp.csr_matrix, add_self_loops: bool = False) -> sp.csr_matrix:
     """D^-1/2 A D^-1/2 for A = [[0, R], [R^T, 0]] over (users + items) nodes.
 
