@@ -43,8 +43,8 @@ class BPR(Recommender):
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         u = self.user_embedding(batch.users)
-        p = self.item_embedding(batch.pos_items)
-        n = self.item_embedding(batch.neg_items)
+        # one lookup of (pos, neg): its backward fills and scatters into one item-table buffer, not two
+        p, n = self.item_embedding(torch.cat([batch.pos_items, batch.neg_items])).split(batch.pos_items.shape[0])
         loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
         return loss + self.params.reg_weight * l2_penalty(self.params.reg_form, u, p, n)
 

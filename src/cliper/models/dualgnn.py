@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
-from cliper.graphs.adjacency import SparseGraph, bipartite_graph
+from cliper.graphs.adjacency import SparseGraph, bipartite_graph, layer_sum
 from cliper.graphs.user_graph import build_user_graph
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.layers import bpr_loss, l2_penalty
@@ -68,11 +68,7 @@ class ModalityEncoder(nn.Module):
     def forward(self, graph: SparseGraph, features: torch.Tensor) -> torch.Tensor:
         feats = self.mlp_out(F.leaky_relu(self.mlp_in(features)))
         x = F.normalize(torch.cat([self.preference, feats], 0))
-        out, layer = x, x
-        for _ in range(self.n_layers):
-            layer = graph @ layer
-            out = out + layer
-        return out
+        return layer_sum(graph, x, self.n_layers)  # one autograd node, same values as the per-layer loop
 
 
 @register

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cliper.graphs.adjacency import layer_sum
+
 
 class LightGCNPropagation(nn.Module):
     """LightGCN propagation (He et al., SIGIR 2020, Eq. 8-9): mean of E, AE, ..., A^L E.
@@ -20,12 +22,8 @@ class LightGCNPropagation(nn.Module):
         self.n_layers = n_layers
 
     def forward(self, adjacency, embeddings: torch.Tensor) -> torch.Tensor:
-        out = embeddings
-        layer = embeddings
-        for _ in range(self.n_layers):
-            layer = adjacency @ layer
-            out = out + layer
-        return out / (self.n_layers + 1)
+        # one autograd node for all layers (cliper.graphs.adjacency.layer_sum): same values
+        return layer_sum(adjacency, embeddings, self.n_layers, mean=True)
 
     def extra_repr(self) -> str:
         return f"n_layers={self.n_layers}"
