@@ -43,7 +43,7 @@ from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import bpr_loss
+from cliper.models.layers import bpr_loss, row_normalize
 from cliper.models.registry import register
 
 
@@ -90,34 +90,6 @@ def neighbour_blocks(train: sp.csr_matrix, aggregation: str) -> tuple[SparseGrap
 
         r, r_t = mean(r), mean(r_t)
     return SparseGraph(r), SparseGraph(r_t)
-
-
-class _RowNormalize(torch.autograd.Function):
-    """``F.normalize(x, dim=1)`` with a hand-written backward: dx = (dy - y <dy, y>) / max(|x|, eps).
-
-    Autograd's generic form runs about twice as many passes over the [U, w] preference
-    table per batch; the value and gradient are the same (up to rounding).
-    """
-
-    EPS = 1e-12  # F.normalize's default
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-        inv = norm.clamp_min(_RowNormalize.EPS).reciprocal_()
-        y = x * inv
-        ctx.save_for_backward(y, inv, norm > _RowNormalize.EPS)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        y, inv, live = ctx.saved_tensors
-        dot = (grad * y).sum(1, keepdim=True).mul_(live)  # a clamped (near-zero) row: plain 1/eps scaling
-        return torch.addcmul(grad, y, dot, value=-1.0).mul_(inv)
-
-
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    return _RowNormalize.apply(x) if torch.is_grad_enabled() and x.requires_grad else F.normalize(x)
 
 
 def _aggregate(block: SparseGraph, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -175,9 +147,9 @@ class ModalityGCN(nn.Module):
         gradient, no per-batch normalisation); a trainable fusion's output is not cached.
         """
         if self.projection is not None:
-            return _normalize(self.projection(features))
+            return row_normalize(self.projection(features))
         if features.requires_grad:
-            return _normalize(features)
+            return row_normalize(features)
         if self._item_source is not features or self._item_version != features._version:
             self._item_cache = F.normalize(features.detach())
             self._item_source, self._item_version = features, features._version
@@ -192,7 +164,7 @@ class ModalityGCN(nn.Module):
         item rows and no [U+I, d] concatenation is made.
         """
         g_ui, g_iu = blocks
-        xu = _normalize(self.preference)  # row-wise, so normalising the blocks apart is the same
+        xu = row_normalize(self.preference)  # row-wise, so normalising the blocks apart is the same
         xi = self.item_input(features)
         slope = self.slope
         for w, lin, comb in zip(self.conv, self.linear, self.combine):
