@@ -72,3 +72,4 @@ def test_frozen_input_is_normalised_once_and_follows_new_features():
     with torch.no_grad():
         f.mul_(2.0).add_(1.0)  # an in-place change of the features is seen
     assert torch.allclose(gcn.item_input(f), F.normalize(f))
+

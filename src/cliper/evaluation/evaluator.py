@@ -85,7 +85,7 @@ class Evaluator:
     @torch.no_grad()
     def evaluate_per_user(self, model: Scorer, split: str = "valid") -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(evaluated users, ``metric@K`` -> per-user values): the input of paired significance tests."""
-        if hasattr(model, "eval"):
+        if getattr(model, "training", False):  # already in eval mode: keep its cached representations
             model.eval()
         kmax = max(self.topk)
         parts: dict[str, list[torch.Tensor]] = {f"{m}@{k}": [] for m in self.metrics for k in self.topk}
@@ -110,7 +110,7 @@ class Evaluator:
     @torch.no_grad()
     def top_items(self, model: Scorer, split: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(users, their top-k item ids) for every evaluated user of ``split``, train items masked."""
-        if hasattr(model, "eval"):
+        if getattr(model, "training", False):  # already in eval mode: keep its cached representations
             model.eval()
         all_users, all_top = [], []
         for users, train_nz, _ in self._chunks(split):

@@ -131,10 +131,8 @@ class Recommender(nn.Module, ABC):
         """Called before each training epoch (e.g. re-sample a pruned graph)."""
 
     def train(self, mode: bool = True) -> "Recommender":
-        # Entering training invalidates embeddings cached for full ranking; eval() on a model
-        # already in eval mode keeps them (the test pass right after the valid pass reuses them).
-        if mode or mode != self.training:
-            self._eval_cache = None
+        # Leaving or entering a mode invalidates embeddings cached for full ranking.
+        self._eval_cache = None
         return super().train(mode)
 
     def _state_key(self) -> tuple:
@@ -144,9 +142,10 @@ class Recommender(nn.Module, ABC):
     def cached(self, compute):
         """Compute-once-per-evaluation helper: ``self.cached(lambda: self.propagate())``.
 
-        The result is reused across evaluation passes while no parameter or buffer has
-        changed (optimiser steps and ``load_state_dict`` bump tensor versions), so
-        evaluating valid then test after an epoch computes the representations once.
+        ``train()`` / ``eval()`` clear it; the evaluator leaves a model already in eval mode as
+        it is, so the test pass right after the valid pass reuses it. It is also recomputed
+        whenever a parameter or buffer changed in place (optimiser steps and
+        ``load_state_dict`` bump tensor versions), so it never outlives the weights.
         """
         if self.training:
             return compute()

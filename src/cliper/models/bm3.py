@@ -14,8 +14,8 @@ WWW 2023 (arXiv 2207.05969).
   on the online embeddings (MMRec's EmbLoss).
 - Scores: p(u) . p(i).
 
-The batch's negatives are ignored. Only the batch's items are projected (the loss reads
-no other row). Defaults follow MMRec's BM3.yaml (n_layers from [1, 2], dropout from
+The batch's negatives are ignored. Only the batch's distinct items are projected, each
+once (the loss reads no other row; MMRec projects every item on every batch). Defaults follow MMRec's BM3.yaml (n_layers from [1, 2], dropout from
 [0.3, 0.5], reg_weight from [0.1, 0.01], cl_weight 2.0).
 
 Differences from MMRec's BM3 (table on docs/backbones/bm3.md): feature tables are trained by
@@ -93,8 +93,11 @@ class BM3(Recommender):
             i_target = F.dropout(i, p.dropout)
         loss = _cos_loss(self.predictor(u), i_target) + _cos_loss(self.predictor(i), u_target)
         mm = 0.0
+        # each distinct item projected once (a batch repeats popular items; on a small catalogue
+        # it holds more rows than there are items), then spread back to the batch's rows
+        uniq, inverse = torch.unique(batch.pos_items, return_inverse=True)
         for m in self.modal:
-            f = self.projections[m](modal_features(self.features, self.residuals, m, batch.pos_items))
+            f = self.projections[m](modal_features(self.features, self.residuals, m, uniq)).index_select(0, inverse)
             with torch.no_grad():
                 f_target = F.dropout(f, p.dropout)
             f_online = self.predictor(f)

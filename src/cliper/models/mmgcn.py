@@ -19,8 +19,10 @@ Speed: every layer's neighbourhood mean is one sparse product with the row-norma
 adjacency D^-1 A (a :class:`SparseGraph`, backward by its transpose), not an edge-list
 scatter over 2|E| gathered message rows. The operator is bipartite, so users and items
 are propagated as two blocks (A_ui x_i, A_iu x_u): no [U+I, d] concatenation or its
-backward copies, and an unprojected frozen modality (MMRec's text) is normalised once
-and gets no gradient, instead of both on every batch. Same maths as the stacked form.
+backward copies; each block multiplies A (x W_1) or (A x) W_1, whichever runs the dense
+product on fewer rows; and an unprojected frozen modality (MMRec's text) is normalised
+once and gets no gradient, instead of both on every batch. Same maths as the stacked form
+(equal up to float rounding).
 
 Known differences from MMRec: there the ID embedding and preference vectors are plain
 tensors outside the optimiser (never trained) and its ``n_layers: 2`` is ignored (3
@@ -41,7 +43,7 @@ from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
-from cliper.models.layers import bpr_loss, l2_penalty
+from cliper.models.layers import bpr_loss, l2_penalty, row_normalize
 from cliper.models.registry import register
 
 
@@ -91,6 +93,18 @@ def neighbour_blocks(train: sp.csr_matrix, aggregation: str) -> tuple[SparseGrap
     return SparseGraph(r), SparseGraph(r_t)
 
 
+def _aggregate(block: SparseGraph, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``block @ (x @ w)``, multiplied in the order that runs the dense product on fewer rows.
+
+    The operator is linear, so A (x W) = (A x) W; with more source rows than target rows
+    (users -> items on Amazon data) aggregating first makes the [rows, w] x [w, w]
+    product, and its two backward products, run over the targets only.
+    """
+    if block.shape[0] < block.shape[1]:
+        return (block @ x) @ w
+    return block @ (x @ w)
+
+
 class ModalityGCN(nn.Module):
     """The graph of one modality: preferences + projected features through L layers."""
 
@@ -134,9 +148,9 @@ class ModalityGCN(nn.Module):
         gradient, no per-batch normalisation); a trainable fusion's output is not cached.
         """
         if self.projection is not None:
-            return F.normalize(self.projection(features))
+            return row_normalize(self.projection(features))
         if features.requires_grad:
-            return F.normalize(features)
+            return row_normalize(features)
         if self._item_source is not features or self._item_version != features._version:
             self._item_cache = F.normalize(features.detach())
             self._item_source, self._item_version = features, features._version
@@ -151,12 +165,12 @@ class ModalityGCN(nn.Module):
         item rows and no [U+I, d] concatenation is made.
         """
         g_ui, g_iu = blocks
-        xu = F.normalize(self.preference)  # row-wise, so normalising the blocks apart is the same
+        xu = row_normalize(self.preference)  # row-wise, so normalising the blocks apart is the same
         xi = self.item_input(features)
         slope = self.slope
         for w, lin, comb in zip(self.conv, self.linear, self.combine):
-            hu = F.leaky_relu(g_ui @ (xi @ w), slope)  # Eq. 1: users aggregate their items' W_1 x_j
-            hi = F.leaky_relu(g_iu @ (xu @ w), slope)  # ... items their users'
+            hu = F.leaky_relu(_aggregate(g_ui, xi, w), slope)  # Eq. 1: users aggregate their items' W_1 x_j
+            hi = F.leaky_relu(_aggregate(g_iu, xu, w), slope)  # ... items their users'
             xhu = F.leaky_relu(lin(xu), slope) + id_users  # Eq. 5
             xhi = F.leaky_relu(lin(xi), slope) + id_items
             if self.concat:  # Eq. 6, W_2 [h ; x_hat] as two blocks of W_2 (no [N, w + d] copy)
