@@ -213,9 +213,11 @@ def quickstart(
 ) -> None:
     """Offline end-to-end demo on a SYNTHETIC catalogue: data -> CLIP -> views -> backbones -> report.
 
-    Generates the demo catalogue, trains a small CLIP on it, extracts multi-view features,
-    trains each backbone with vanilla (single global view) and CLIPER (all views, SA fusion)
-    features, and writes a report folder. Re-running the same command reuses finished stages.
+    Generates the demo catalogue, trains a small CLIP on it, extracts multi-view features
+    (and all-MiniLM-L6-v2 text features with the minilm extra), trains each backbone with
+    MiniLM text, vanilla (single CLIP global view) and CLIPER (all views, SA fusion) text and
+    the same image vector, and writes a report folder, with how much text each encoder saw.
+    Re-running the same command reuses finished stages.
 
     Example: cliper quickstart --output quickstart
     """
