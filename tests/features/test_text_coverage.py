@@ -90,3 +90,15 @@ def test_an_encoder_without_token_counts_reports_unknown(inputs, tmp_path):
     assert res.manifest["text_coverage"]["views"]["description"] is None
     assert "unknown" in res.summary()
     assert np.isfinite(np.asarray(res.store.views)).all()
+
+
+def test_a_chunk_written_before_coverage_is_reused_and_left_out(inputs, tmp_path):
+    out = tmp_path / "old"
+    _run(inputs, out)
+    first = sorted((out / "chunks").glob("chunk_000000_*.npz"))[0]
+    with np.load(first, allow_pickle=False) as z:
+        old = {k: z[k] for k in z.files if k != "tokens"}
+    np.savez(first, **old)  # the chunk format of earlier versions
+    res = _run(inputs, out)
+    assert res.manifest["work"]["chunks_computed"] == 0  # not re-encoded for the report's sake
+    assert res.manifest["text_coverage"]["views"]["description"]["items"] == 10 - 4  # chunk 0 (4 items) unknown

@@ -693,7 +693,7 @@ def text_coverage(tokens: np.ndarray, view_names: list[str], info: dict[str, Any
 def coverage_line(cov: dict[str, Any] | None) -> str:
     """One summary line: per view, the share over the limit and the fraction of tokens kept."""
     if not cov or not any(cov["views"].values()):
-        return "text coverage: unknown (the encoder does not report token counts)"
+        return "text coverage: unknown (the encoder gives no token counts, or the chunks predate them)"
     verb = "truncated" if cov["mode"] == "truncate" else "windowed"
     parts = [f"{name} {c['over_limit']:.0%} (kept {c['kept_fraction']:.0%})" if c else f"{name} unknown"
              for name, c in cov["views"].items()]
