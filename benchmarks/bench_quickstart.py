@@ -55,6 +55,11 @@ def main() -> None:
         doc = json.loads((report / "report.json").read_text())
         with open(out / "compare" / "compare.csv", newline="", encoding="utf-8") as fh:
             rows = [r for r in csv.DictReader(fh) if r["k"] == "20"]
+        arms_csv = out / "compare" / "arms.csv"  # the MiniLM-text arm, when the minilm extra is installed
+        minilm = {}
+        if arms_csv.is_file():
+            with open(arms_csv, newline="", encoding="utf-8") as fh:
+                minilm = {r["backbone"]: r for r in csv.DictReader(fh) if r["arm"] == "minilm"}
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -74,6 +79,8 @@ def main() -> None:
     for r in rows:
         results.append({
             "backbone": r["backbone"], "metric": f"{r['metric']}@20",
+            "MiniLM text": (round(float(minilm[r["backbone"]][f"{r['metric']}@20_mean"]), 4)
+                            if r["backbone"] in minilm else None),
             "vanilla": round(float(r["baseline_mean"]), 4), "CLIPER": round(float(r["treatment_mean"]), 4),
             "improvement %": round(float(r["improvement_pct"]), 1),
             "Wilcoxon p (users)": float(f"{float(r['p_users_wilcoxon']):.3g}"),
@@ -82,10 +89,17 @@ def main() -> None:
     held = doc["clip"]["held_out"]
     clip = (f"The CLIP (best epoch {doc['clip']['best_epoch']}) reaches held-out image-to-title Recall@5 "
             f"{held['title_i2t_R@5']:.3f} (chance {held['title_chance_R@5']:.3f}).")
-    write_result("quickstart_results", ["backbone", "metric", "vanilla", "CLIPER", "improvement %",
+    cov = doc["features"].get("text_coverage") or {}
+    cut = ", ".join(f"{v} {c['over_limit']:.0%} (kept {c['kept_fraction']:.0%})"
+                    for v, c in (cov.get("views") or {}).items() if c)
+    seen = (f" Text the CLIP saw ({cov['window_tokens']}-token window, share of items over it, mean tokens kept): "
+            f"{cut}." if cut else "")
+    write_result("quickstart_results", ["backbone", "metric", "MiniLM text", "vanilla", "CLIPER", "improvement %",
                                         "Wilcoxon p (users)"], results, threads=opts.threads, notes=(
-        "Test metrics at the best valid epoch, one seed; vanilla = image + the single global view, CLIPER = image "
-        "+ all views fused by similarity attention (tau 0.1); same embedding size and budget. " + clip + " " + synthetic))
+        "Test metrics at the best valid epoch, one seed; MiniLM text = image + all-MiniLM-L6-v2 on the joined "
+        "fields (MMRec's text), vanilla = image + the single CLIP global view, CLIPER = image + all views fused "
+        "by similarity attention (tau 0.1); the same CLIP image vector, embedding size and budget in every arm; "
+        "improvement and p: CLIPER vs vanilla." + seen + " " + clip + " " + synthetic))
 
 
 if __name__ == "__main__":

@@ -35,3 +35,10 @@ def test_window_mode_covers_long_text():
     w = win.encode_texts([long])
     assert win.stats.windowed_texts == 1 and win.stats.text_windows >= 2
     np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1.0, atol=1e-5)
+
+
+def test_text_coverage_counts_word_pieces_and_the_254_token_cut(enc):
+    long = "baby " * 400  # at least one word piece per word
+    cov = enc.text_coverage(["a baby stroller", long])
+    assert 3 <= cov[0, 0] <= 6 and cov[0, 1] == cov[0, 0]  # short text: all of it is encoded
+    assert cov[1, 0] >= 400 and cov[1, 1] == enc.max_text_length - 2

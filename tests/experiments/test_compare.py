@@ -193,3 +193,60 @@ def test_wrong_store_path_fails_before_training(tiny_exp, tmp_path, monkeypatch)
     with pytest.raises(DataError, match="manifest.json"):
         run_compare(spec, tmp_path / "out", progress=False)
     assert calls == []
+
+
+def _minilm_store(tmp_path, n_items):
+    from exp_helpers import write_store
+
+    store = write_store(tmp_path / "minilm", n_items, views=("text",), dim=12, seed=5)
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["encoder"] = {"id": "sentence-transformers/all-MiniLM-L6-v2", "kind": "text"}
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    return store
+
+
+def test_minilm_arm_differs_from_the_others_only_in_text(tiny_exp, tmp_path):
+    """Three arms (MiniLM text, CLIP global view, CLIPER); every arm reads the CLIP store's image vector."""
+    from cliper.experiments.compare import compare_units
+    from cliper.experiments.plan import unit_config
+    from cliper.features.store import FeatureStore
+    from cliper.training.runner import build_features
+
+    ds, store = tiny_exp
+    minilm = _minilm_store(tmp_path, 40)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["compare", "--dataset", f"tiny={ds}", "--store", f"tiny={store}", "--minilm",
+                                   f"tiny={minilm}", "-b", "vbpr", "--epochs", "2", "--output", str(out), "-q",
+                                   "-o", "model.embedding_dim=16", *FAST])
+    assert res.exit_code == 0, res.output
+    arms = _rows(out / "arms.csv")
+    assert [r["arm"] for r in arms] == ["minilm", "vanilla", "cliper"]
+    assert "MiniLM text" in res.output and "CLIP global view" in res.output
+    for r in arms:  # each cell re-derived from its run folder
+        m = json.loads((out / "runs" / "tiny" / "vbpr" / r["arm"] / "seed0" / "metrics.json").read_text())
+        assert float(r["recall@20_mean"]) == pytest.approx(m["test"]["recall@20"], abs=1e-12)
+
+    spec = spec_from_options(None, datasets=[f"tiny={ds}"], stores=[f"tiny={store}"], minilm_stores=[f"tiny={minilm}"],
+                             backbones=["vbpr"])
+    feats = {u.variant: build_features(unit_config(spec, u), 40) for u in compare_units(spec, out)}
+    clip_image = np.asarray(FeatureStore.open(store).image)
+    for arm, f in feats.items():
+        np.testing.assert_array_equal(f.get("image").numpy(), clip_image)
+    np.testing.assert_array_equal(feats["minilm"].get("text").numpy(), np.asarray(FeatureStore.open(minilm).views[0]))
+    assert feats["minilm"].dim("text") == 12 and feats["vanilla"].dim("text") == 16
+
+
+def test_minilm_arm_refuses_a_clip_store_and_a_size_mismatch(tiny_exp, tmp_path):
+    from cliper.errors import CliperError
+    from exp_helpers import write_store
+
+    ds, store = tiny_exp
+    spec = spec_from_options(None, datasets=[f"tiny={ds}"], stores=[f"tiny={store}"], minilm_stores=[f"tiny={store}"],
+                             backbones=["vbpr"])
+    with pytest.raises(CliperError, match="not a text-only store"):
+        run_compare(spec, tmp_path / "a", progress=False)
+    small = _minilm_store(tmp_path / "s", 30)
+    spec = spec_from_options(None, datasets=[f"tiny={ds}"], stores=[f"tiny={store}"], minilm_stores=[f"tiny={small}"],
+                             backbones=["vbpr"])
+    with pytest.raises(CliperError, match="30 items"):
+        run_compare(spec, tmp_path / "b", progress=False)

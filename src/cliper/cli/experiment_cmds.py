@@ -17,6 +17,9 @@ DATASET_HELP = "Dataset as NAME=PATH (folder with one *.inter file, or the file)
 STORE_HELP = "CLIPER feature store as NAME=DIR (or DIR for every dataset); repeatable."
 IMAGE_HELP = "Vanilla MMRec image_feat.npy as NAME=FILE (or FILE). Without --image/--text, vanilla = the store's global view only."
 TEXT_HELP = "Vanilla MMRec text_feat.npy as NAME=FILE (or FILE)."
+MINILM_HELP = ("Text-only all-MiniLM-L6-v2 feature store as NAME=DIR (or DIR): adds the paper's MiniLM-text arm "
+               "(its text, the --store's image vector). Make it with: cliper extract --encoder all-MiniLM-L6-v2 "
+               "--views mmrec-text ...")
 SEEDS_HELP = "Comma-separated seeds, e.g. 0,1,2 (default: the spec's, else 0)."
 GRID_HELP = "Grid axis, e.g. -g 'model.reg_weight=[1e-4,1e-3]' (repeatable); the winner is chosen on VALIDATION."
 OVERRIDE_HELP = "Config override applied to every run, e.g. -o train.patience=10 (repeatable)."
@@ -25,12 +28,13 @@ SPEC_HELP = ("Experiment YAML (datasets, backbones, featuresets, seeds, grid, ov
              "paper:encoders. Options given here win.")
 
 
-def _spec(spec: Optional[Path], dataset, store, image, text, backbone, seeds, grid, override, config, epochs, search):
+def _spec(spec: Optional[Path], dataset, store, image, text, backbone, seeds, grid, override, config, epochs, search,
+          minilm=()):
     from cliper.experiments.spec import load_spec, spec_from_options
 
     base = load_spec(spec) if spec else None
     return spec_from_options(base, datasets=dataset, stores=store, vanilla_images=image, vanilla_texts=text,
-                             backbones=backbone, seeds=seeds, grid=grid, overrides=override,
+                             minilm_stores=minilm, backbones=backbone, seeds=seeds, grid=grid, overrides=override,
                              configs=[str(c) for c in config], epochs=epochs, search=search)
 
 
@@ -42,6 +46,7 @@ def compare(
     store: list[str] = typer.Option([], "--store", help=STORE_HELP),
     image: list[str] = typer.Option([], "--image", help=IMAGE_HELP),
     text: list[str] = typer.Option([], "--text", help=TEXT_HELP),
+    minilm: list[str] = typer.Option([], "--minilm", help=MINILM_HELP),
     backbone: list[str] = typer.Option([], "--backbone", "-b", help="Backbone(s), repeatable or comma-separated: vbpr, mmgcn, grcn, dualgnn, lattice, slmrec, bm3, freedom, mgcn, lgmrec, dragon, smore, ..."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
     grid: list[str] = typer.Option([], "--grid", "-g", help=GRID_HELP),
@@ -68,9 +73,11 @@ def compare(
     """
     from cliper.experiments.compare import run_compare
 
-    s = _spec(spec, dataset, store, image, text, backbone, seeds, grid, override, config, epochs, search)
+    s = _spec(spec, dataset, store, image, text, backbone, seeds, grid, override, config, epochs, search, minilm)
     with engine_opts.make_engine(engine, ray_address, workers, cpus_per_worker, gpus_per_worker) as eng:
         files = run_compare(s, output, progress=not quiet, train=not report_only, engine=eng)
+    if "arms" in files:
+        typer.echo(files["arms"].read_text(encoding="utf-8"))
     typer.echo(files["md"].read_text(encoding="utf-8"))
     typer.echo("written: " + ", ".join(str(p) for p in files.values()))
 
@@ -206,9 +213,11 @@ def quickstart(
 ) -> None:
     """Offline end-to-end demo on a SYNTHETIC catalogue: data -> CLIP -> views -> backbones -> report.
 
-    Generates the demo catalogue, trains a small CLIP on it, extracts multi-view features,
-    trains each backbone with vanilla (single global view) and CLIPER (all views, SA fusion)
-    features, and writes a report folder. Re-running the same command reuses finished stages.
+    Generates the demo catalogue, trains a small CLIP on it, extracts multi-view features
+    (and all-MiniLM-L6-v2 text features with the minilm extra), trains each backbone with
+    MiniLM text, vanilla (single CLIP global view) and CLIPER (all views, SA fusion) text and
+    the same image vector, and writes a report folder, with how much text each encoder saw.
+    Re-running the same command reuses finished stages.
 
     Example: cliper quickstart --output quickstart
     """

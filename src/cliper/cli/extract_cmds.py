@@ -93,6 +93,9 @@ def extract(
                f"filled by {m['images']['missing_image_rule']}")
     typer.echo(f"skipped lines: {m['catalog']['skipped_lines']} malformed; "
                f"{m['catalog']['unmapped']} records not in the id map")
+    from cliper.features.extract import coverage_line
+
+    typer.echo(coverage_line(m.get("text_coverage")))
     w = m["work"]
     typer.echo(f"work: {w['chunks_computed']} chunks computed, {w['chunks_reused']} reused; "
                f"{w['texts_encoded']} texts and {w['images_encoded']} images encoded")

@@ -52,6 +52,9 @@ class Encoder(Protocol):
 
     def fingerprint(self) -> str: ...
 
+    # Optional: ``text_coverage(texts) -> int array [n, 2]`` (content tokens, tokens encoded),
+    # which ``cliper extract`` reports per view; encoders without it report "unknown".
+
 
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), float32."""
@@ -99,3 +102,15 @@ def token_windows(ids: list[int], content_len: int, mode: str, max_windows: int 
         return [ids[:content_len]]
     end = min(len(ids), content_len * max(1, max_windows))
     return [ids[i : i + content_len] for i in range(0, end, content_len)]
+
+
+def kept_tokens(n_tokens: np.ndarray, content_len: int, mode: str, max_windows: int = MAX_TEXT_WINDOWS) -> np.ndarray:
+    """Tokens of each text that reach the model, per :func:`token_windows` (truncate: one window)."""
+    cap = content_len if mode == "truncate" else content_len * max(1, max_windows)
+    return np.minimum(np.asarray(n_tokens, dtype=np.int64), cap)
+
+
+def coverage_array(lengths: list[int], content_len: int, mode: str) -> np.ndarray:
+    """``[n, 2]`` int64: content tokens of each text and how many of them are encoded."""
+    n = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    return np.stack([n, kept_tokens(n, content_len, mode)], axis=1) if n.size else np.zeros((0, 2), np.int64)

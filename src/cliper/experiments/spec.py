@@ -43,6 +43,7 @@ class DatasetEntry(_Strict):
     store: str | None = None  # CLIPER feature store (views + image)
     image: str | None = None  # vanilla MMRec image_feat.npy
     text: str | None = None  # vanilla MMRec text_feat.npy
+    minilm: str | None = None  # text-only all-MiniLM-L6-v2 store: adds the ``minilm`` arm (cliper.experiments.compare)
     featuresets: dict[str, dict[str, Any]] = {}  # per-dataset extra overrides, by feature-set name
 
 
@@ -164,7 +165,7 @@ def _load_spec_text(text: str, base: Path, where: str) -> ExperimentSpec:
     for name, entry in (raw.get("datasets") or {}).items():
         entry = {"path": entry} if isinstance(entry, str) else entry
         if isinstance(entry, dict):
-            entry = {**entry, **{k: rel(entry[k]) for k in ("path", "store", "image", "text") if entry.get(k)}}
+            entry = {**entry, **{k: rel(entry[k]) for k in ("path", "store", "image", "text", "minilm") if entry.get(k)}}
             sets = entry.get("featuresets")
             if isinstance(sets, dict):  # a per-dataset feature set may name its own files
                 entry["featuresets"] = {
@@ -218,6 +219,7 @@ def spec_from_options(
     stores: list[str] = (),
     vanilla_images: list[str] = (),
     vanilla_texts: list[str] = (),
+    minilm_stores: list[str] = (),
     backbones: list[str] = (),
     seeds: str | None = None,
     grid: list[str] = (),
@@ -235,7 +237,8 @@ def spec_from_options(
         name = name or dataset_name(path)
         old = spec.datasets.get(name)
         spec.datasets[name] = old.model_copy(update={"path": path}) if old else DatasetEntry(path=path)
-    for key, values in (("store", stores), ("image", vanilla_images), ("text", vanilla_texts)):
+    for key, values in (("store", stores), ("image", vanilla_images), ("text", vanilla_texts),
+                        ("minilm", minilm_stores)):
         for text in values:
             name, value = split_named(text, f"--{key}")
             targets = [name] if name else list(spec.datasets)

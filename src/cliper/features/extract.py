@@ -44,7 +44,7 @@ import numpy as np
 from cliper import __version__, faults
 from cliper.atomic import atomic_write_text
 from cliper.catalog import CatalogResult, load_id_map, read_catalog
-from cliper.encoders.base import Encoder, l2_normalise
+from cliper.encoders.base import Encoder, kept_tokens, l2_normalise
 from cliper.errors import ConfigError, DataError
 from cliper.features import finished
 from cliper.features.store import (
@@ -87,7 +87,7 @@ class ExtractResult:
             f"{m['catalog']['skipped_lines']} malformed catalogue lines skipped; "
             f"{len(m['items_missing_from_catalog'])} items not in the catalogue; "
             f"chunks computed {m['work']['chunks_computed']}, reused {m['work']['chunks_reused']}; "
-            f"{m['timings_s']['total']:.1f} s"
+            f"{m['timings_s']['total']:.1f} s; " + coverage_line(m.get("text_coverage"))
         )
 
 
@@ -291,6 +291,7 @@ class ChunkEncoder:
         self.settings = settings
         self.info = encoder_info(self.enc)
         self.text_cache: dict[str, np.ndarray] = {}
+        self.coverage_cache: dict[str, tuple[int, int]] = {}
 
     def __call__(self, prepared: PreparedChunk) -> ChunkOutcome:
         s, plan = self.settings, prepared.plan
@@ -307,7 +308,7 @@ class ChunkEncoder:
         computed = _load_chunk(path, V, len(plan.ids), d) is None
         if computed:
             chunk = encode_chunk(self.enc, prepared.texts, prepared.fetched, self.text_cache, s.global_idx,
-                                 s.missing_image, s.batch_size, work, s.image_threads)
+                                 s.missing_image, s.batch_size, work, s.image_threads, self.coverage_cache)
             write_chunk(path, chunk)
         encode_s = time.perf_counter() - t
         stats = {k: v - stats0.get(k, 0) for k, v in self.enc.stats.as_dict().items()}
@@ -516,6 +517,7 @@ def assemble_store(out: Path, inputs: ExtractInputs, view_set: ViewSet, source, 
     image_arr = np.zeros((N, d), np.float32)
     mask = np.zeros(N, bool)
     reasons = np.full(N, "", dtype=object)
+    tokens = np.full((V, N, 2), -1, np.int32)
     image_hashes: list[str | None] = [None] * N
     text_hashes: list[list[str]] = [[] for _ in range(N)]
     work: dict[str, Any] = dict(chunks=0, chunks_computed=0, chunks_reused=0, texts_encoded=0, images_encoded=0,
@@ -536,6 +538,7 @@ def assemble_store(out: Path, inputs: ExtractInputs, view_set: ViewSet, source, 
         image_arr[sl] = chunk["image"]
         mask[sl] = chunk["mask"]
         reasons[sl] = chunk["reasons"]
+        tokens[:, sl] = chunk["tokens"]
         for j, i in enumerate(oc.ids):
             text_hashes[i] = oc.text_hashes[j]
             if chunk["mask"][j]:
@@ -566,6 +569,7 @@ def assemble_store(out: Path, inputs: ExtractInputs, view_set: ViewSet, source, 
     manifest = _manifest(info, view_set, inputs.cat, inputs.id_map_label, N, d, inputs.missing_from_catalog, source,
                          missing_image, mask, reasons, inputs.key_of, text_hashes, image_hashes, work, timings,
                          chunk_size)
+    manifest["text_coverage"] = text_coverage(tokens, view_set.names, info)
     return ExtractResult(None, manifest, work)  # type: ignore[arg-type]  # the caller opens the store
 
 
@@ -582,18 +586,26 @@ def _load_chunk(path: Path, V: int, k: int, d: int) -> dict[str, np.ndarray] | N
     try:
         with np.load(path, allow_pickle=False) as z:
             chunk = {name: z[name] for name in ("views", "image", "mask", "reasons")}
+            # chunks written before coverage was recorded: unknown (-1), not a reason to re-encode
+            chunk["tokens"] = z["tokens"] if "tokens" in z.files else np.full((V, k, 2), -1, np.int32)
     except Exception as exc:  # a damaged file from outside this program: recompute it
         log.warning("%s: unreadable chunk (%s); recomputing", path, exc)
         return None
     if chunk["views"].shape != (V, k, d) or chunk["image"].shape != (k, d) or chunk["mask"].shape != (k,):
+        return None
+    if chunk["tokens"].shape != (V, k, 2):
         return None
     return chunk
 
 
 def encode_chunk(enc: Encoder, texts: list[list[str]], fetched: list, text_cache: dict[str, np.ndarray],
                  global_idx: int | None, missing_rule: str, batch_size: int, work: dict[str, int],
-                 image_threads: int = 1) -> dict[str, np.ndarray]:
+                 image_threads: int = 1, coverage_cache: dict[str, tuple[int, int]] | None = None
+                 ) -> dict[str, np.ndarray]:
     """A chunk's view and image embeddings (texts through ``text_cache``), with the missing-image fill.
+
+    ``tokens`` ``[V, k, 2]``: each view text's content tokens and how many the encoder saw
+    (-1 when the encoder cannot say), for the manifest's ``text_coverage``.
 
     ``image_threads`` > 1 decodes and preprocesses images in that many threads (PIL releases
     the GIL): the same pixels, so the same embeddings, sooner when a GPU waits on the CPU.
@@ -607,6 +619,7 @@ def encode_chunk(enc: Encoder, texts: list[list[str]], fetched: list, text_cache
             text_cache[s] = e
         work["texts_encoded"] += len(todo)
     views = np.stack([np.stack([text_cache[row[v]] for row in texts]) for v in range(V)]).astype(np.float32)
+    tokens = _text_tokens(enc, texts, {} if coverage_cache is None else coverage_cache)
 
     image = np.zeros((k, d), np.float32)
     mask = np.zeros(k, bool)
@@ -630,7 +643,61 @@ def encode_chunk(enc: Encoder, texts: list[list[str]], fetched: list, text_cache
     if missing_rule == "global_text":
         fill = views[global_idx] if global_idx is not None else l2_normalise(views.mean(axis=0))
         image[~mask] = fill[~mask]
-    return {"views": views, "image": image, "mask": mask, "reasons": np.array(reasons, dtype=str)}
+    return {"views": views, "image": image, "mask": mask, "reasons": np.array(reasons, dtype=str), "tokens": tokens}
+
+
+def _text_tokens(enc: Encoder, texts: list[list[str]], cache: dict[str, tuple[int, int]]) -> np.ndarray:
+    """``[V, k, 2]`` int32 (content tokens, tokens encoded) per view text; -1 when ``enc`` has no ``text_coverage``."""
+    k, V = len(texts), len(texts[0])
+    cover = getattr(enc, "text_coverage", None)
+    if cover is None:
+        return np.full((V, k, 2), -1, np.int32)
+    todo = list(dict.fromkeys(t for row in texts for t in row if t not in cache))
+    if todo:
+        if len(cache) + len(todo) > _TEXT_CACHE_LIMIT:
+            cache.clear()
+        for t, (n, kept) in zip(todo, np.asarray(cover(todo)).tolist()):
+            cache[t] = (int(n), int(kept))
+    return np.array([[cache[row[v]] for row in texts] for v in range(V)], dtype=np.int32).reshape(V, k, 2)
+
+
+def text_coverage(tokens: np.ndarray, view_names: list[str], info: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``text_coverage``: per view, the share of items whose text was longer than one
+    encoder window (truncated, or windowed in ``window`` mode) and the mean fraction of tokens kept.
+
+    ``tokens`` is ``[V, N, 2]`` (content tokens, encoded); rows of -1 (unknown) are left out.
+    """
+    window = int(info["max_text_length"]) - 2
+    mode = info.get("long_text", "truncate")
+    views: dict[str, Any] = {}
+    for v, name in enumerate(view_names):
+        n, kept = tokens[v, :, 0].astype(np.int64), tokens[v, :, 1].astype(np.int64)
+        known = n >= 0
+        if not known.any():
+            views[name] = None
+            continue
+        n, kept = n[known], kept[known]
+        frac = np.where(n > 0, kept / np.maximum(n, 1), 1.0)
+        views[name] = {
+            "items": int(known.sum()),
+            "over_limit": round(float(np.mean(n > window)), 4),
+            "kept_fraction": round(float(frac.mean()), 4),
+            "mean_tokens": round(float(n.mean()), 1),
+            "p90_tokens": round(float(np.percentile(n, 90)), 1),
+            "cut_items": int((kept < n).sum()),
+        }
+    return {"mode": mode, "window_tokens": window, "max_tokens_encoded": int(kept_tokens(np.array([1 << 30]), window, mode)[0]),
+            "views": views}
+
+
+def coverage_line(cov: dict[str, Any] | None) -> str:
+    """One summary line: per view, the share over the limit and the fraction of tokens kept."""
+    if not cov or not any(cov["views"].values()):
+        return "text coverage: unknown (the encoder gives no token counts, or the chunks predate them)"
+    verb = "truncated" if cov["mode"] == "truncate" else "windowed"
+    parts = [f"{name} {c['over_limit']:.0%} (kept {c['kept_fraction']:.0%})" if c else f"{name} unknown"
+             for name, c in cov["views"].items()]
+    return f"text over the {cov['window_tokens']}-token window, {verb} (share of items, mean tokens kept): " + ", ".join(parts)
 
 
 def _map_threads(fn, items: list, threads: int) -> list:

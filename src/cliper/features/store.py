@@ -9,7 +9,9 @@ Layout (all arrays row-aligned with ``item_ids``, which is ``0..N-1``)::
     similarity.npy   float32 [N, V]    cosine(view, image), NOT divided by tau;
                                        0.0 where ``image_mask`` is False
     item_ids.npy     int64   [N]
-    manifest.json    encoder, views, hashes, counts, missing items, timings
+    manifest.json    encoder, views, hashes, counts, missing items, timings, and
+                     ``text_coverage`` (per view: share of items whose text exceeded the
+                     encoder's window, mean fraction of tokens encoded)
 
 ``manifest.json`` is written last: a folder without it is an unfinished extraction
 (re-running the same command resumes it).
