@@ -23,9 +23,15 @@ Feedback", ACM MM 2020.
 All edge operations are products with a fixed :class:`EdgePattern` whose per-edge
 values are the attention weights, differentiable in both the weights and the inputs.
 
-Known difference from MMRec: its routing message passing runs user->item only, so the
-user prototypes are never updated (routing is a no-op there); here users aggregate
-their items as the paper's routing describes.
+Differences from the reference code (MMRec's grcn.py; docs/backbones/grcn.md has the table):
+- routing (a plain bug there, so the paper is followed): MMRec's routing message passing runs
+  user->item only, so the user prototypes never change and routing is a no-op; here users
+  aggregate their items as the paper describes. ``n_routing: 0`` gives MMRec's behaviour
+  exactly (prototypes = the normalised preference table).
+- L2 as MMRec, including its extra mean square of the whole image preference table.
+- initialisation as MMRec: the projection bias keeps PyTorch's default Linear init.
+- scoring recomputes the representations from the current weights; MMRec reuses those of the
+  last training batch, one optimiser step old (its edge dropout is 0, so only that step differs).
 """
 
 from __future__ import annotations
@@ -64,8 +70,7 @@ class ContentRefiner(nn.Module):
         self.activation = params.content_activation
         self.projection = nn.Linear(feat_dim, params.latent_dim)
         self.preference = nn.Parameter(torch.empty(n_users, params.latent_dim))
-        nn.init.xavier_normal_(self.projection.weight)
-        nn.init.zeros_(self.projection.bias)
+        nn.init.xavier_normal_(self.projection.weight)  # bias: PyTorch's default, as MMRec
         nn.init.xavier_normal_(self.preference)
 
     def forward(self, features: torch.Tensor, ui: EdgePattern, iu: EdgePattern):
@@ -147,6 +152,8 @@ class GRCN(Recommender):
             ids[self.n_users + batch.pos_items].pow(2).mean() + ids[self.n_users + batch.neg_items].pow(2).mean()
         )
         reg = reg + sum(r.preference[batch.users].pow(2).mean() for r in self.refiners.values())
+        if "image" in self.refiners:  # MMRec also penalises the whole image preference table
+            reg = reg + self.refiners["image"].preference.pow(2).mean()
         return loss + self.params.reg_weight * reg
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
