@@ -58,7 +58,7 @@ class GRCNParams(ModelParams):
     pruning: bool = True  # ReLU on edge weights (drop negative edges)
     fusion: Literal["concat", "id"] = "concat"  # final representation
     content_activation: bool = False  # LeakyReLU on the content convolution output (MMRec has_act=False)
-    reg_weight: NonNegativeFloat = 1e-4  # L2 on batch ID embeddings + preference vectors (MMRec grid 0.1 ... 1e-5)
+    reg_weight: NonNegativeFloat = 1e-4  # L2: batch IDs + batch preferences + image preference table (MMRec grid 0.1 ... 1e-5)
 
 
 class ContentRefiner(nn.Module):

@@ -19,7 +19,7 @@ Transactions on Multimedia 2022 (doi 10.1109/TMM.2022.3187556).
     modality in a d-dimensional space, then the joint ID+first-modality representation
     with the next modality in a d/2-dimensional space (d/4 for a third), InfoNCE at each
     level. As MMRec, every level after the first maps the joint representation through
-    two linear maps (d -> d, then d -> the level's size; the first one is MMRec's leftover
+    two linear maps (to its own size, then to the level's; the first is MMRec's leftover
     audio level): the same function class as one map, but MMRec's parametrisation and init.
 
 The three branches are propagated as one [n, (1 + M) d] matrix (one sparse product per
