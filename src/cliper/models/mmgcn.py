@@ -30,6 +30,8 @@ Differences from the reference code (MMRec's mmgcn.py; docs/backbones/mmgcn.md h
 - ``n_layers`` is honoured (default 3, what MMRec runs; its yaml's 2 is unused).
 - scoring recomputes the representations from the current weights; MMRec reuses those of the
   last training batch, one optimiser step old (MMGCN has no dropout, so only that step differs).
+  Kept: scores then depend on the saved weights alone; the stale variant moved R@20 / N@20 by
+  about 1% either way in seeded runs (docs/backbones/mmgcn.md, "Scoring with the last training batch").
 """
 
 from __future__ import annotations

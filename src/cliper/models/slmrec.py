@@ -32,6 +32,8 @@ Differences from the reference code (MMRec's slmrec.py; docs/backbones/slmrec.md
 - scoring recomputes the representations from the current weights; MMRec reuses those of the
   last training batch, one optimiser step old (the scored pass has no dropout), and applies a
   sigmoid to the scores (monotone: same ranking).
+  Kept: scores then depend on the saved weights alone; the stale variant moved R@20 / N@20 by
+  about 1% either way in seeded runs (docs/backbones/mmgcn.md, "Scoring with the last training batch").
 - FD / FM / FD+FM run over the branches present; MMRec's versions index an audio branch that
   does not exist and fail, so only FAC (its default) is comparable.
 """
