@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import scipy.sparse as sp
 import torch
 
@@ -76,3 +77,50 @@ def test_user_graph_feeds_user_representation():
         model.eval()  # clears the cached propagation
         without = model.full_sort_predict(torch.arange(40))
     assert not torch.allclose(with_graph, without)
+
+
+def _dense_user_graph(r: np.ndarray, k: int) -> np.ndarray:
+    """Top-k co-occurring users (ties to the smaller index), softmax of the shared-item counts."""
+    c = r @ r.T
+    np.fill_diagonal(c, 0)
+    w = np.zeros_like(c)
+    for u in range(c.shape[0]):
+        cand = [v for v in np.lexsort((np.arange(c.shape[1]), -c[u])) if c[u, v] > 0][:k]
+        if cand:
+            e = np.exp(c[u, cand] - c[u, cand].max())
+            w[u, cand] = e / e.sum()
+    return w
+
+
+@pytest.mark.parametrize("reference_fusion", [False, True])
+def test_propagation_matches_dense_formulas(reference_fusion):
+    """Section III-B/C with dense matrices: x + Ax + A^2 x per modality (A = D^-1/2 [0 R; R^T 0] D^-1/2),
+    users fused by their modality weights, then u + sum_v w_uv u_v; items summed over modalities."""
+    model = build(NAME, k=3, reference_fusion=reference_fusion)
+    r = data().train_matrix.toarray().astype(np.float64)
+    n_users, n_items = r.shape
+    a = np.block([[np.zeros((n_users, n_users)), r], [r.T, np.zeros((n_items, n_items))]])
+    deg = a.sum(1)
+    inv = np.where(deg > 0, deg**-0.5, 0.0)
+    a_hat = torch.from_numpy(inv[:, None] * a * inv[None, :]).float()
+    lrelu, norm = torch.nn.functional.leaky_relu, torch.nn.functional.normalize
+    with torch.no_grad():
+        reps = {}
+        for m in ("image", "text"):
+            enc = model.encoders[m]
+            h = enc.mlp_out(lrelu(enc.mlp_in(model.features.get(m))))
+            x = norm(torch.cat([enc.preference, h], 0))
+            reps[m] = x + a_hat @ x + a_hat @ (a_hat @ x)
+        img_u, txt_u = reps["image"][:n_users], reps["text"][:n_users]
+        if reference_fusion:  # MMRec: the image representation already holds the text one
+            img_u = img_u + txt_u
+        w = model.user_modality_weight
+        users = w[:, :1] * img_u + w[:, 1:] * txt_u
+        users = users + torch.from_numpy(_dense_user_graph(r, 3)).float() @ users
+        items = reps["image"][n_users:] + reps["text"][n_users:]
+        got_u, got_i = model.propagate()
+    assert torch.allclose(got_u, users, atol=1e-5) and torch.allclose(got_i, items, atol=1e-5)
+
+
+def test_default_k_is_mmrecs():
+    assert build(NAME).params.k == 40

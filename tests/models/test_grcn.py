@@ -91,3 +91,64 @@ def test_concat_representation_width():
     with torch.no_grad():
         users, items = model.propagate()
     assert users.shape[1] == items.shape[1] == 8 + 2 * 4
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row softmax over the mask's entries; rows without entries are 0."""
+    s = scores.masked_fill(~mask, float("-inf"))
+    return torch.nan_to_num(torch.softmax(s, 1), nan=0.0) * mask
+
+
+@pytest.mark.parametrize("n_routing", [0, 2])
+def test_routing_and_propagation_match_dense_formulas(n_routing):
+    """Section 3.2-3.4 written out with dense U x I matrices on the tiny graph."""
+    model = build(NAME, n_routing=n_routing, weight_mode="confid").double()
+    mask = torch.from_numpy(data().train_matrix.toarray() > 0)  # [U, I]
+    n_users = model.n_users
+    lrelu = torch.nn.functional.leaky_relu
+    norm = torch.nn.functional.normalize
+    with torch.no_grad():
+        a_ui, a_iu, users_c, items_c = [], [], [], []
+        for m in model.used:
+            r = model.refiners[m]
+            f = norm(lrelu(model.features.get(m).double() @ r.projection.weight.T + r.projection.bias))
+            p = norm(r.preference)
+            for _ in range(n_routing):  # routing: p_u <- norm(p_u + sum_i softmax_i(p_u . f_i) f_i)
+                p = norm(p + _masked_softmax(p @ f.T, mask) @ f)
+            s = p @ f.T
+            a_ui.append(_masked_softmax(s, mask))  # target user, over its items
+            a_iu.append(_masked_softmax(s.T, mask.T))  # target item, over its users
+            users_c.append(p + a_ui[-1] @ f)
+            items_c.append(f + a_iu[-1] @ p)
+        conf = model.confidence
+        # confid: max over modalities of affinity x the source node's confidence, then ReLU
+        w_ui = torch.stack([a * conf[n_users:, k][None, :] for k, a in enumerate(a_ui)]).max(0).values
+        w_iu = torch.stack([a * conf[:n_users, k][None, :] for k, a in enumerate(a_iu)]).max(0).values
+        w_ui, w_iu = torch.relu(w_ui) * mask, torch.relu(w_iu) * mask.T
+        x = norm(model.id_embedding)
+        xu, xi = x[:n_users], x[n_users:]
+        xu1, xi1 = w_ui @ xi, w_iu @ xu
+        xu2, xi2 = w_ui @ xi1, w_iu @ xu1
+        exp_u = torch.cat([xu + xu1 + xu2, *users_c], 1)
+        exp_i = torch.cat([xi + xi1 + xi2, *items_c], 1)
+        got_u, got_i = model.propagate()
+    assert torch.allclose(got_u, exp_u, atol=1e-8) and torch.allclose(got_i, exp_i, atol=1e-8)
+
+
+def test_penalty_includes_the_image_preference_table():
+    """MMRec's L2: batch ID rows, batch users' preferences, plus the whole image preference table."""
+    from cliper.testing.backbones import make_batch
+
+    batch = make_batch()
+    model = build(NAME, reg_weight=1.0).double()
+    zero = build(NAME, reg_weight=0.0).double()
+    with torch.no_grad():
+        got = model.calculate_loss(batch) - zero.calculate_loss(batch)
+        ids, n = model.id_embedding, model.n_users
+        expected = ids[batch.users].pow(2).mean() + 0.5 * (
+            ids[n + batch.pos_items].pow(2).mean() + ids[n + batch.neg_items].pow(2).mean()
+        )
+        for m in ("image", "text"):
+            expected = expected + model.refiners[m].preference[batch.users].pow(2).mean()
+        expected = expected + model.refiners["image"].preference.pow(2).mean()
+    assert torch.allclose(got, expected, atol=1e-10)

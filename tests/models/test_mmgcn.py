@@ -13,6 +13,7 @@ from cliper.testing.backbones import (
     check_single_modality,
     check_step_lowers_loss,
     data,
+    make_batch,
 )
 
 NAME = "mmgcn"
@@ -77,9 +78,42 @@ def test_layers_and_projection_follow_params():
     assert image.projection.out_features == 8 and image.preference.shape[1] == 8
     assert text.projection is None and text.preference.shape[1] == model.features.dim("text")
     assert len(image.conv) == 2 and image.conv[1].shape == (6, 6)
-    # id embeddings and preferences are trained (they are parameters, unlike MMRec's)
-    names = {n for n, _ in model.named_parameters()}
-    assert "id_embedding" in names and "gcns.image.preference" in names
+
+
+def test_ids_and_preferences_fixed_by_default_trained_with_train_ids():
+    """MMRec never optimises the ID / preference tables; ``train_ids`` makes them parameters."""
+    ref = build(NAME, n_layers=1)
+    params = {n for n, _ in ref.named_parameters()}
+    buffers = {n for n, _ in ref.named_buffers()}
+    assert "id_embedding" not in params and {"id_embedding", "gcns.image.preference"} <= buffers
+    assert "id_embedding" in ref.state_dict()  # checkpoints still hold the fixed tables
+    before = ref.id_embedding.clone()
+    opt = torch.optim.Adam(ref.parameters(), lr=0.1)
+    ref.calculate_loss(make_batch()).backward()
+    opt.step()
+    assert torch.equal(ref.id_embedding, before)
+    paper = build(NAME, n_layers=1, train_ids=True)
+    names = {n for n, _ in paper.named_parameters()}
+    assert "id_embedding" in names and "gcns.image.preference" in names and "gcns.text.preference" in names
+
+
+@pytest.mark.parametrize("coverage", ["image", "all"])
+def test_penalty_covers_image_preferences_or_all(coverage):
+    """L2 = reg x [batch ID rows + preference tables]: MMRec's covers only the image table."""
+    batch = make_batch()
+    model = build(NAME, n_layers=1, preference_penalty=coverage, reg_weight=1.0)
+    with torch.no_grad():
+        base = build(NAME, n_layers=1, preference_penalty=coverage, reg_weight=0.0).calculate_loss(batch)
+        got = model.calculate_loss(batch) - base
+        ids = model.id_embedding.numpy().astype(np.float64)
+        u = ids[batch.users.numpy()]
+        pos = ids[model.n_users + batch.pos_items.numpy()]
+        neg = ids[model.n_users + batch.neg_items.numpy()]
+        expected = (u**2).mean() + 0.5 * ((pos**2).mean() + (neg**2).mean())
+        expected += (model.gcns["image"].preference.numpy().astype(np.float64) ** 2).mean()
+        if coverage == "all":
+            expected += (model.gcns["text"].preference.numpy().astype(np.float64) ** 2).mean()
+    assert abs(float(got) - expected) < 1e-5
 
 
 @pytest.mark.parametrize("combination", ["concat", "add"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -65,3 +66,57 @@ def test_batched_branch_propagation_equals_separate_lightgcn():
         out = out / 3
         assert torch.allclose(u_br[:, j], out[: model.n_users], atol=1e-6)
         assert torch.allclose(i_br[:, j], out[model.n_users :], atol=1e-6)
+
+
+def _info_nce_np(a: np.ndarray, b: np.ndarray, temp: float) -> float:
+    """InfoNCE: mean_i [log sum_j exp(a_i . b_j / t) - a_i . b_i / t]."""
+    s = a @ b.T / temp
+    top = s.max(1, keepdims=True)
+    lse = np.log(np.exp(s - top).sum(1)) + top[:, 0]
+    return float(np.mean(lse - np.diag(s)))
+
+
+def _lin(layer, x: np.ndarray) -> np.ndarray:
+    return x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_info_nce_and_fac_match_dense_formulas(alpha):
+    """Main in-batch InfoNCE + alpha x FAC (Sec. III-B3), every step written out in numpy:
+    LightGCN per branch (mean of A^l E, A = D^-1/2 [0 R; R^T 0] D^-1/2), concat read-out,
+    level 1 aligns ID with image in d, level 2 maps the joint twice (d -> d -> d/2) against text."""
+    p = dict(ssl_task="FAC", ssl_alpha=alpha, temp=0.2, ssl_temp=0.5, n_layers=2)
+    model = C.build(NAME, **p).train()
+    batch = C.make_batch()
+    r = C.data().train_matrix.toarray().astype(np.float64)
+    n_users, n_items = r.shape
+    a = np.block([[np.zeros((n_users, n_users)), r], [r.T, np.zeros((n_items, n_items))]])
+    inv = np.where(a.sum(1) > 0, a.sum(1) ** -0.5, 0.0)
+    a_hat = inv[:, None] * a * inv[None, :]
+    users_e = model.user_embedding.weight.detach().double().numpy()
+    item_inputs = [model.item_embedding.weight.detach().double().numpy()]
+    for m in ("image", "text"):
+        feats = _unit(model.features.get(m).double().numpy())
+        item_inputs.append(_lin(model.dense[m], feats))
+    branches = []
+    for x in item_inputs:
+        e = np.concatenate([users_e, x], 0)
+        layers = [e, a_hat @ e, a_hat @ (a_hat @ e)]
+        branches.append(sum(layers) / 3)
+    users = _lin(model.read_user, np.concatenate([b[:n_users] for b in branches], 1))
+    items = _lin(model.read_item, np.concatenate([b[n_users:] for b in branches], 1))
+    u, i = batch.users.numpy(), batch.pos_items.numpy()
+    expected = _info_nce_np(_unit(users[u]), _unit(items[i]), 0.2)
+    rows = [b[n_users:][i] for b in branches]  # ID, image, text item outputs of the batch
+    j1 = _lin(model.fac_joint[0], rows[0])
+    fac = _info_nce_np(j1, _lin(model.fac_modal[0], rows[1]), 0.5)
+    j2 = _lin(model.fac_joint[1][1], _lin(model.fac_joint[1][0], j1))
+    assert j2.shape[1] == model.params.embedding_dim // 2
+    fac += _info_nce_np(j2, _lin(model.fac_modal[1], rows[2]), 0.5)
+    expected += alpha * fac
+    got = float(model.calculate_loss(batch).detach())
+    assert abs(got - expected) < 1e-4 * max(1.0, abs(expected))

@@ -13,7 +13,7 @@ One GCN per modality m over the user-item graph (Section 3):
 - prediction (Section 3.4, Eq. 7): user and item representations are combined over
   modalities (MMRec's mean, i.e. the paper's sum divided by the number of modalities)
   and scored by the inner product; BPR loss (Eq. 8) with L2 on the batch's ID
-  embeddings and the preference vectors.
+  embeddings and the image preference table (MMRec's coverage).
 
 Speed: every layer's neighbourhood mean is one sparse product with the row-normalised
 adjacency D^-1 A (a :class:`SparseGraph`, backward by its transpose), not an edge-list
@@ -24,10 +24,19 @@ product on fewer rows; and an unprojected frozen modality (MMRec's text) is norm
 once and gets no gradient, instead of both on every batch. Same maths as the stacked form
 (equal up to float rounding).
 
-Known differences from MMRec: there the ID embedding and preference vectors are plain
-tensors outside the optimiser (never trained) and its ``n_layers: 2`` is ignored (3
-layers are hard-coded); here they are parameters as in the paper and ``n_layers`` is
-honoured (default 3, what MMRec actually runs).
+Differences from the reference code (MMRec's mmgcn.py; docs/backbones/mmgcn.md has the table):
+- ID embedding and preference tables are fixed random tensors by default, as in MMRec and the
+  authors' code (plain tensors, never optimised; the published numbers come from that);
+  ``train_ids: true`` makes them trained parameters, as the paper describes.
+- L2 covers the image preference table only (MMRec); ``preference_penalty: all`` adds the text
+  one. With fixed tables the whole term is a constant, so ``reg_weight`` does not change training.
+- initialisation as MMRec: xavier-normal W_1, W_3 and first-layer W_2; later W_2, the image
+  projection and all biases keep PyTorch's default Linear init.
+- ``n_layers`` is honoured (default 3, what MMRec runs; its yaml's 2 is unused).
+- scoring recomputes the representations from the current weights; MMRec reuses those of the
+  last training batch, one optimiser step old (MMGCN has no dropout, so only that step differs).
+  Kept: scores then depend on the saved weights alone; the stale variant moved R@20 / N@20 by
+  about 1% either way in seeded runs (docs/backbones/mmgcn.md, "Scoring with the last training batch").
 """
 
 from __future__ import annotations
@@ -55,7 +64,9 @@ class MMGCNParams(ModelParams):
     text_latent_dim: PositiveInt | None = None  # MMRec feeds text features unprojected
     aggregation: Literal["mean", "add"] = "mean"  # neighbourhood aggregation of Eq. 1
     combination: Literal["concat", "add"] = "concat"  # g_co of Eq. 6
-    reg_weight: NonNegativeFloat = 1e-4  # L2 on batch ID embeddings + preference vectors (MMRec grid 0 ... 0.1)
+    reg_weight: NonNegativeFloat = 1e-4  # L2 on batch ID embeddings + preference table(s) (MMRec grid 0 ... 0.1)
+    train_ids: bool = False  # train ID embeddings + preferences (paper); MMRec keeps them fixed random
+    preference_penalty: Literal["image", "all"] = "image"  # preference tables in the L2 (MMRec: image only)
     negative_slope: float = 0.01  # LeakyReLU slope
 
 
@@ -115,7 +126,10 @@ class ModalityGCN(nn.Module):
         self.slope = params.negative_slope
         self.concat = params.combination == "concat"
         self.projection = nn.Linear(feat_dim, latent_dim) if latent_dim else None
-        self.preference = nn.Parameter(torch.empty(n_users, width))
+        if params.train_ids:
+            self.preference = nn.Parameter(torch.empty(n_users, width))
+        else:  # MMRec: a fixed random table, never optimised
+            self.register_buffer("preference", torch.empty(n_users, width))
         self.conv = nn.ParameterList()
         self.linear = nn.ModuleList()
         self.combine = nn.ModuleList()
@@ -130,16 +144,17 @@ class ModalityGCN(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """MMRec's init: xavier-normal W_1, W_3, first W_2; the rest PyTorch's Linear default."""
         nn.init.xavier_normal_(self.preference)
         if self.projection is not None:
-            nn.init.xavier_normal_(self.projection.weight)
-            nn.init.zeros_(self.projection.bias)
-        for w, lin, comb in zip(self.conv, self.linear, self.combine):
+            self.projection.reset_parameters()
+        for layer, (w, lin, comb) in enumerate(zip(self.conv, self.linear, self.combine)):
             nn.init.xavier_normal_(w)
+            lin.reset_parameters()
             nn.init.xavier_normal_(lin.weight)
-            nn.init.zeros_(lin.bias)
-            nn.init.xavier_normal_(comb.weight)
-            nn.init.zeros_(comb.bias)
+            comb.reset_parameters()
+            if layer == 0:
+                nn.init.xavier_normal_(comb.weight)
 
     def item_input(self, features: torch.Tensor) -> torch.Tensor:
         """Normalised item rows of the layer-1 input: projected features, or the raw ones.
@@ -198,7 +213,11 @@ class MMGCN(Recommender):
         self.gcns = nn.ModuleDict(
             {m: ModalityGCN(self.n_users, self.features.dim(m), latent[m], params) for m in self.used}
         )
-        self.id_embedding = nn.Parameter(torch.empty(self.n_users + self.n_items, params.embedding_dim))
+        ids = torch.empty(self.n_users + self.n_items, params.embedding_dim)
+        if params.train_ids:
+            self.id_embedding = nn.Parameter(ids)
+        else:  # MMRec: a fixed random table (a buffer, so checkpoints still hold it)
+            self.register_buffer("id_embedding", ids)
         nn.init.xavier_normal_(self.id_embedding)
         self.graph = neighbour_operator(ctx.train.matrix, params.aggregation).to(ctx.device)
         g_ui, g_iu = neighbour_blocks(ctx.train.matrix, params.aggregation)
@@ -220,7 +239,9 @@ class MMGCN(Recommender):
         pos, neg = ids[self.n_users + batch.pos_items], ids[self.n_users + batch.neg_items]
         f = self.params.reg_form
         reg = l2_penalty(f, ids[batch.users]) + 0.5 * l2_penalty(f, pos, neg)
-        reg = reg + l2_penalty(f, *[g.preference for g in self.gcns.values()])
+        penalised = self.used if self.params.preference_penalty == "all" else [m for m in self.used if m == "image"]
+        if penalised:  # a text-only MMGCN penalises no preference table by default
+            reg = reg + l2_penalty(f, *[self.gcns[m].preference for m in penalised])
         return loss + self.params.reg_weight * reg
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,8 +18,9 @@ Transactions on Multimedia 2022 (doi 10.1109/TMM.2022.3187556).
   * ``FAC`` fine and coarse (Sec. III-B3): the ID branch is aligned with the first
     modality in a d-dimensional space, then the joint ID+first-modality representation
     with the next modality in a d/2-dimensional space (d/4 for a third), InfoNCE at each
-    level. MMRec composes two linear maps for the second level; a single linear map of
-    the same input and output spans the same functions.
+    level. As MMRec, every level after the first maps the joint representation through
+    two linear maps (to its own size, then to the level's; the first is MMRec's leftover
+    audio level): the same function class as one map, but MMRec's parametrisation and init.
 
 For scoring, the three branches are propagated as one [n, (1 + M) d] matrix (one sparse
 product per layer instead of 1 + M); in training each branch is propagated on its own
@@ -27,6 +28,15 @@ product per layer instead of 1 + M); in training each branch is propagated on it
 temp 0.2, dropout 0.3; ssl_alpha / ssl_temp / learning rate searched). MMRec applies
 Adam weight decay 1e-4 instead of an embedding penalty: the per-model config sets
 ``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
+
+Differences from the reference code (MMRec's slmrec.py; docs/backbones/slmrec.md has the table):
+- scoring recomputes the representations from the current weights; MMRec reuses those of the
+  last training batch, one optimiser step old (the scored pass has no dropout), and applies a
+  sigmoid to the scores (monotone: same ranking).
+  Kept: scores then depend on the saved weights alone; the stale variant moved R@20 / N@20 by
+  about 1% either way in seeded runs (docs/backbones/mmgcn.md, "Scoring with the last training batch").
+- FD / FM / FD+FM run over the branches present; MMRec's versions index an audio branch that
+  does not exist and fail, so only FAC (its default) is comparable.
 """
 
 from __future__ import annotations
@@ -84,9 +94,10 @@ class SLMRec(Recommender):
         if p.ssl_task == "FAC":
             # level j aligns the joint representation with modality j in a d / 2^j space
             dims = [max(1, d // (2**j)) for j in range(len(self.modal))]
-            self.fac_joint = nn.ModuleList(
-                [nn.Linear(d if j == 0 else dims[j - 1], dims[j]) for j in range(len(self.modal))]
-            )
+            levels: list[nn.Module] = [nn.Linear(d, d)]
+            for j in range(1, len(self.modal)):  # MMRec: two maps per later level (g_iv_iva, g_iva_ivat)
+                levels.append(nn.Sequential(nn.Linear(dims[j - 1], dims[j - 1]), nn.Linear(dims[j - 1], dims[j])))
+            self.fac_joint = nn.ModuleList(levels)
             self.fac_modal = nn.ModuleList([nn.Linear(d, dims[j]) for j in range(len(self.modal))])
         self.graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
         self._normed: dict[str, torch.Tensor] = {}
@@ -95,7 +106,7 @@ class SLMRec(Recommender):
     def reset_parameters(self) -> None:
         own = [self.user_embedding, self.item_embedding, self.read_user, self.read_item, *self.dense.values()]
         if self.params.ssl_task == "FAC":
-            own += [*self.fac_joint, *self.fac_modal]
+            own += [m for m in self.fac_joint.modules() if isinstance(m, nn.Linear)] + [*self.fac_modal]
         for module in own:  # not self.modules(): the feature fusion keeps its own initialisation
             nn.init.xavier_uniform_(module.weight)
 
