@@ -71,6 +71,7 @@ class ItemFeatures(nn.Module):
         self.register_buffer("_similarity", sim, persistent=False)
         self.register_buffer("_fused", None, persistent=False)  # parameter-free fusion, computed once
         self.fusion = fusion
+        self._fusion_init: dict[str, torch.Tensor] | None = None  # fusion weights at reset_parameters()
         self.view_names = list(view_names or [])
         sizes = {name: t.shape[0] for name, t in (("image", self._image), ("text", self._text)) if t is not None}
         if self._views is not None:
@@ -118,9 +119,29 @@ class ItemFeatures(nn.Module):
         return int(self.fusion.out_dim)
 
     def reset_parameters(self) -> None:
-        """Re-initialise a trainable fusion (called after seeding, so runs repeat exactly)."""
+        """Re-initialise a trainable fusion (called after seeding, so runs repeat exactly).
+
+        Keeps a copy of the initial weights: :meth:`fusion_change` then tells a trained
+        fusion from one that never moved (the released code reported an untrained MLP)."""
         if self.fusion is not None and hasattr(self.fusion, "reset_parameters"):
             self.fusion.reset_parameters()
+        if self.trainable:
+            self._fusion_init = {n: p.detach().clone() for n, p in self.fusion.named_parameters()}
+
+    @property
+    def fusion_method(self) -> str | None:
+        """The ``features.fusion`` name of the fusion layer (None for fixed text)."""
+        return None if self.fusion is None else (self.fusion.name or type(self.fusion).__name__)
+
+    def fusion_change(self) -> float | None:
+        """Largest absolute change of a trainable fusion's weights since :meth:`reset_parameters`.
+
+        None when the fusion has no weights or was never reset (no recorded start)."""
+        if not self.trainable or self._fusion_init is None:
+            return None
+        diffs = [(p.detach().to(self._fusion_init[n].device) - self._fusion_init[n]).abs().max()
+                 for n, p in self.fusion.named_parameters()]
+        return float(torch.stack(diffs).max()) if diffs else 0.0
 
     @property
     def trainable(self) -> bool:
