@@ -52,6 +52,7 @@ from cliper.graphs.adjacency import SparseGraph, bipartite_graph
 from cliper.graphs.knn import KnnGraphCache
 from cliper.graphs.user_graph import build_user_graph
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.dualgnn import ModalityEncoder
 from cliper.models.layers import bpr_loss
 from cliper.models.modal import modality_weights, present_modalities
@@ -70,6 +71,7 @@ class DRAGONParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # L2 on batch preferences + fusion weights (grid 0.1 ... 1e-5)
     loss_log_base_2: bool = True  # -mean log2 sigmoid, as the authors' code
     knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks)
+    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
 @register
@@ -95,6 +97,12 @@ class DRAGON(Recommender):
         self.user_graph = SparseGraph(self.user_graph_matrix).to(ctx.device)
         self.knn_cache = KnnGraphCache(ctx.cache_dir)
         self.graph_keys: dict[str, str] = {}
+        # a trainable fusion's text graph follows its current output (cliper extension, docs/fusion.md)
+        self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
+                                              p.knn_k, weighted=False, chunk_size=p.knn_chunk_size)
+        self._modal_graphs: dict[str, sp.csr_matrix] = {}
+        self.item_graph: SparseGraph | None = None
+        follow_fusion(self)
         self.item_graph = SparseGraph(self._build_item_graph()).to(ctx.device)
 
     @torch.no_grad()
@@ -103,12 +111,25 @@ class DRAGON(Recommender):
         weights = modality_weights(self.modal, self.params.mm_image_weight)
         total = None
         for m in self.modal:
-            x = self.features.get(m).detach()  # built once from the features at construction, then frozen
-            g = self.knn_cache.get(x, k=self.params.knn_k, modality=m, weighted=False, normalization="sym",
-                                   chunk_size=self.params.knn_chunk_size)
-            self.graph_keys[m] = self.knn_cache.last_key
+            if m not in self._modal_graphs:  # fixed features: built once at construction, then frozen
+                x = self.features.get(m).detach()
+                self._modal_graphs[m] = self.knn_cache.get(x, k=self.params.knn_k, modality=m, weighted=False,
+                                                           normalization="sym", chunk_size=self.params.knn_chunk_size)
+                self.graph_keys[m] = self.knn_cache.last_key
+            g = self._modal_graphs[m]
             total = weights[m] * g if total is None else total + weights[m] * g
         return sp.csr_matrix(total, dtype=np.float32)
+
+    def fused_features(self, m: str) -> torch.Tensor:
+        return self.features.get(m)
+
+    def install_fused_graph(self, m: str, graph: sp.csr_matrix) -> None:
+        self._modal_graphs[m] = graph
+        if self.item_graph is not None:  # not during construction
+            self.item_graph = SparseGraph(self._build_item_graph()).to(self.ctx.device)
+
+    def pre_epoch_hook(self, epoch: int) -> None:
+        refresh_fused_graphs(self, epoch)
 
     def modality_representations(self) -> dict[str, torch.Tensor]:
         """[U + I, dim] per modality from the heterogeneous user-item graph (Sec. 3.1)."""

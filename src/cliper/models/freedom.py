@@ -40,7 +40,13 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.fused_graphs import FusedGraphRefresh, fused_modalities, refuse_unreached_fusion
+from cliper.models.fused_graphs import (
+    FusedGraphRefresh,
+    follow_fusion,
+    fused_modalities,
+    refresh_fused_graphs,
+    refuse_unreached_fusion,
+)
 from cliper.models.layers import LightGCNPropagation, bpr_loss
 from cliper.models.modal import feature_residuals, modal_features, modality_weights, present_modalities
 from cliper.models.registry import register
@@ -100,8 +106,10 @@ class FREEDOM(Recommender):
         self.knn_cache = KnnGraphCache(ctx.cache_dir, ctx.knn)
         self.graph_keys: dict[str, str] = {}
         self._modal_graphs: dict[str, sp.csr_matrix] = {}
-        self.item_graph = SparseGraph(self._build_item_graph()).to(ctx.device)
-        self.register_load_state_dict_post_hook(lambda module, keys: module._use_stored_fused_graphs())
+        self.item_graph: SparseGraph | None = None
+        self._build_item_graph()
+        follow_fusion(self)  # the text graph of a trainable fusion (no-op otherwise)
+        self.item_graph = SparseGraph(self._mixed_graph()).to(ctx.device)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_embedding.weight)
@@ -109,20 +117,19 @@ class FREEDOM(Recommender):
 
     # -- graphs ----------------------------------------------------------------------
     @torch.no_grad()
-    def _build_item_graph(self) -> sp.csr_matrix:
-        """S = sum_m w_m D^-1/2 A_m D^-1/2 over the modalities present (Eq. 1-4)."""
+    def _build_item_graph(self) -> None:
+        """A_m of the fixed modalities, cached by content (Eq. 1-4); a followed one comes from follow_fusion."""
         for m in self.modal:
-            x = modal_features(self.features, self.residuals, m)
-            if m in self.fused_graphs.modalities:  # follows the trainable fusion; never cached on disk
-                self._modal_graphs[m] = self.fused_graphs.build(m, x)
+            if m in self.fused_graphs.modalities:  # follows the trainable fusion: follow_fusion builds it
                 continue
+            x = modal_features(self.features, self.residuals, m)
             # keyed by a hash of the very matrix the graph is built from
             self._modal_graphs[m] = self.knn_cache.get(x, k=self.params.knn_k, modality=m, weighted=False,
                                                        normalization="sym", chunk_size=self.params.knn_chunk_size)
             self.graph_keys[m] = self.knn_cache.last_key
-        return self._mixed_graph()
 
     def _mixed_graph(self) -> sp.csr_matrix:
+        """S = sum_m w_m D^-1/2 A_m D^-1/2 over the modalities present (Eq. 1-4)."""
         weights = modality_weights(self.modal, self.params.mm_image_weight)
         total = None
         for m in self.modal:
@@ -130,23 +137,13 @@ class FREEDOM(Recommender):
             total = weights[m] * g if total is None else total + weights[m] * g
         return sp.csr_matrix(total, dtype=np.float32)
 
-    @torch.no_grad()
-    def refresh_fused_graphs(self) -> None:
-        """Rebuild the text graph from the current fused text (trainable fusion only)."""
-        for m in self.fused_graphs.modalities:
-            self._modal_graphs[m] = self.fused_graphs.build(m, modal_features(self.features, self.residuals, m))
-        self.fused_graphs.refreshes += 1
-        self.item_graph = SparseGraph(self._mixed_graph()).to(self.ctx.device)
-        self._eval_cache = None
+    def fused_features(self, m: str) -> torch.Tensor:
+        return modal_features(self.features, self.residuals, m)
 
-    def _use_stored_fused_graphs(self) -> None:
-        """After load_state_dict: the graph of the restored neighbour lists (resume, best.pt)."""
-        if not self.fused_graphs.modalities:
-            return
-        for m in self.fused_graphs.modalities:
-            self._modal_graphs[m] = self.fused_graphs.graph(m)
-        self.item_graph = SparseGraph(self._mixed_graph()).to(self.ctx.device)
-        self._eval_cache = None
+    def install_fused_graph(self, m: str, graph: sp.csr_matrix) -> None:
+        self._modal_graphs[m] = graph
+        if self.item_graph is not None:  # not during construction (the other modality may be missing)
+            self.item_graph = SparseGraph(self._mixed_graph()).to(self.ctx.device)
 
     def prune_graph(self) -> SparseGraph:
         """Degree-sensitive edge pruning (Eq. 5-6): keep (1 - dropout) of the edges, re-normalised."""
@@ -162,8 +159,7 @@ class FREEDOM(Recommender):
         return SparseGraph(normalized_bipartite(kept), symmetric=True).to(self.ctx.device)
 
     def pre_epoch_hook(self, epoch: int) -> None:
-        if self.fused_graphs.due(epoch):
-            self.refresh_fused_graphs()
+        refresh_fused_graphs(self, epoch)
         self.masked_graph = self.prune_graph()
 
     # -- model -----------------------------------------------------------------------

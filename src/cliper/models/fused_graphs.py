@@ -19,6 +19,7 @@ modality a trainable fusion produces from its current output, before epoch
 
 from __future__ import annotations
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -81,8 +82,43 @@ class FusedGraphRefresh(nn.Module):
 
     def graph(self, modality: str) -> sp.csr_matrix:
         """The graph of the stored neighbour lists (the last build, or the ones a checkpoint restored)."""
-        return graph_from_neighbours(self._buffers[f"{modality}_values"], self._buffers[f"{modality}_indices"],
-                                     self.weighted, self.normalization)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a row summing to <= 0 becomes a zero row
+            return graph_from_neighbours(self._buffers[f"{modality}_values"], self._buffers[f"{modality}_indices"],
+                                         self.weighted, self.normalization)
 
     def extra_repr(self) -> str:
         return f"modalities={self.modalities}, every={self.every}, k={self.k}"
+
+
+# -- wiring into a model ---------------------------------------------------------------------
+# A model that follows its fusion holds ``self.fused_graphs`` (a FusedGraphRefresh) and two
+# methods: ``fused_features(m) -> [N, d]`` (the current features its graph of ``m`` is built
+# from) and ``install_fused_graph(m, csr)`` (put a rebuilt graph in use).
+
+
+def follow_fusion(model: nn.Module) -> None:
+    """Build the followed graphs now and restore them from every loaded state_dict (resume, best.pt)."""
+    with torch.no_grad():
+        for m in model.fused_graphs.modalities:
+            model.install_fused_graph(m, model.fused_graphs.build(m, model.fused_features(m)))
+    model.register_load_state_dict_post_hook(_restore_fused_graphs)
+
+
+def _restore_fused_graphs(module: nn.Module, incompatible_keys) -> None:
+    for m in module.fused_graphs.modalities:
+        module.install_fused_graph(m, module.fused_graphs.graph(m))
+    if module.fused_graphs.modalities:
+        module._eval_cache = None
+
+
+@torch.no_grad()
+def refresh_fused_graphs(model: nn.Module, epoch: int | None = None) -> bool:
+    """Rebuild the followed graphs from the current fused features (when due before ``epoch``, or now)."""
+    r = model.fused_graphs
+    if not r.modalities or (epoch is not None and not r.due(epoch)):
+        return False
+    for m in r.modalities:
+        model.install_fused_graph(m, r.build(m, model.fused_features(m)))
+    r.refreshes += 1
+    model._eval_cache = None
+    return True

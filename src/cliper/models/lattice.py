@@ -46,7 +46,13 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph
 from cliper.graphs.knn import KnnGraphCache, topk_cosine
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.fused_graphs import FusedGraphRefresh, fused_modalities, refuse_unreached_fusion
+from cliper.models.fused_graphs import (
+    FusedGraphRefresh,
+    follow_fusion,
+    fused_modalities,
+    refresh_fused_graphs,
+    refuse_unreached_fusion,
+)
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -127,13 +133,12 @@ class LATTICE(Recommender):
         self._original_graphs: dict[str, SparseGraph] = {}
         with torch.no_grad():
             for m in self.modal:
-                if m in self.fused_graphs.modalities:  # follows the trainable fusion; never cached on disk
-                    self._set_original(m, self.fused_graphs.build(m, self.features.get(m)))
+                if m in self.fused_graphs.modalities:  # follows the trainable fusion: follow_fusion builds it
                     continue
                 self._set_original(m, self.knn_cache.get(self.features.get(m), k=p.knn_k, modality=m, weighted=True,
                                                          normalization="sym", chunk_size=p.knn_chunk_size))
                 self.graph_keys[m] = self.knn_cache.last_key
-        self.register_load_state_dict_post_hook(lambda module, keys: module._use_stored_fused_graphs())
+        follow_fusion(self)  # the text initial graph of a trainable fusion (no-op otherwise)
         self._item_graph: SparseGraph | None = None  # detached graph reused within an epoch
         self._rebuild = True
 
@@ -150,26 +155,15 @@ class LATTICE(Recommender):
                              torch.from_numpy(g.data.astype(np.float32)).to(dev))
         self._original_graphs[m] = SparseGraph(sp.csr_matrix(graph, dtype=np.float32)).to(dev)
 
-    @torch.no_grad()
-    def refresh_fused_graphs(self) -> None:
-        """Rebuild the text initial graph from the current fused text (trainable fusion only)."""
-        for m in self.fused_graphs.modalities:
-            self._set_original(m, self.fused_graphs.build(m, self.features.get(m)))
-        self.fused_graphs.refreshes += 1
-        self._item_graph = None
-        self._eval_cache = None
+    def fused_features(self, m: str) -> torch.Tensor:
+        return self.features.get(m)
 
-    def _use_stored_fused_graphs(self) -> None:
-        """After load_state_dict: the initial graphs of the restored neighbour lists (resume, best.pt)."""
-        for m in self.fused_graphs.modalities:
-            self._set_original(m, self.fused_graphs.graph(m))
-        if self.fused_graphs.modalities:
-            self._item_graph = None
-            self._eval_cache = None
+    def install_fused_graph(self, m: str, graph: sp.csr_matrix) -> None:
+        self._set_original(m, graph)
+        self._item_graph = None
 
     def pre_epoch_hook(self, epoch: int) -> None:
-        if self.fused_graphs.due(epoch):
-            self.refresh_fused_graphs()
+        refresh_fused_graphs(self, epoch)
         self._rebuild = True
 
     # -- item-item graph -----------------------------------------------------------------
