@@ -99,3 +99,17 @@ def test_combinations_where_the_fusion_cannot_train_or_reach_the_scores_are_refu
     msg = str(err.value)
     assert "\n" not in msg and f"model {model!r}" in msg and f"features.fusion={fusion!r}" in msg and needle in msg
     build(model, features=tiny_features(30, 16, 12, seed=0, views=4, fusion="sa"), **params)  # fixed fusion: fine
+
+
+@pytest.mark.parametrize("fusion", ["mlp", "attention", "sa", "concat"])
+def test_features_of_some_rows_equal_those_rows_of_all_and_keep_gradients(fusion):
+    feats = _fused(fusion)
+    rows = torch.tensor([4, 0, 29, 4, 17])
+    part = feats.get("text", rows)
+    assert part.shape == (5, feats.dim("text"))
+    torch.testing.assert_close(part, feats.get("text")[rows])
+    torch.testing.assert_close(feats.get("image", rows), feats.get("image")[rows])
+    if feats.trainable:
+        part.sum().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in feats.fusion.parameters()
+                   if fusion != "attention" or p is feats.fusion.query)

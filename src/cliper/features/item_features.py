@@ -95,21 +95,27 @@ class ItemFeatures(nn.Module):
     def has(self, modality: str) -> bool:
         return modality in self.modalities
 
-    def get(self, modality: str) -> torch.Tensor:
-        """[N, d] features of ``modality``; text is fused from views on every call when views are set."""
+    def get(self, modality: str, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, d] features of ``modality`` (only ``rows`` [B] when given); text is fused from views on
+        every call when views are set.
+
+        With ``rows`` a trainable fusion runs on those items alone: every fusion is per item, so
+        a batch's features need not fuse all N items (FREEDOM's alignment loss did, twice a batch)."""
         if modality not in MODALITIES:
             raise ConfigError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
         if not self.has(modality):
             raise ConfigError(f"no {modality} features configured (have: {', '.join(self.modalities) or 'none'})")
         if modality == "image":
-            return self._image
+            return self._image if rows is None else self._image.index_select(0, rows)
         if self._text is not None:
-            return self._text
-        if self.fusion.trainable:
-            return self.fusion(self._views, self._similarity)  # every call: gradients reach the fusion
+            return self._text if rows is None else self._text.index_select(0, rows)
+        if self.fusion.trainable:  # every call: gradients reach the fusion
+            if rows is None:
+                return self.fusion(self._views, self._similarity)
+            return self.fusion(self._views.index_select(1, rows), self._similarity.index_select(0, rows))
         if self._fused is None:
             self._fused = self.fusion(self._views, self._similarity)
-        return self._fused
+        return self._fused if rows is None else self._fused.index_select(0, rows)
 
     def dim(self, modality: str) -> int:
         if modality == "image":
