@@ -9,6 +9,7 @@ epoch that includes it (epoch 2), so the ratio refresh / epoch is measured under
 same load.
 
     python benchmarks/bench_fusion_refresh.py --threads 1 --models freedom lattice
+    python benchmarks/bench_fusion_refresh.py --threads 1 --models mgcn smore dragon --name fusion_refresh_more
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--name", default="fusion_refresh")
     args = ap.parse_args(argv)
 
     import torch
@@ -86,7 +88,7 @@ def main(argv=None) -> None:
                      "refresh_s": round(refresh_s, 2), "refresh_per_epoch": round(refresh_s / epoch_s, 3),
                      "refreshes": model.fused_graphs.refreshes})
         print(rows[-1], flush=True)
-    path = write_result("fusion_refresh", list(rows[0]), rows, threads=args.threads, out_dir=args.out_dir,
+    path = write_result(args.name, list(rows[0]), rows, threads=args.threads, out_dir=args.out_dir,
                         notes="Baby interactions; generated views fused by mlp; refresh = fused forward + exact kNN "
                               "(k=10) + graph; refresh_per_epoch = refresh_s / epoch_s in the same process")
     print(path)

@@ -113,3 +113,15 @@ def test_features_of_some_rows_equal_those_rows_of_all_and_keep_gradients(fusion
         part.sum().backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in feats.fusion.parameters()
                    if fusion != "attention" or p is feats.fusion.query)
+
+
+@pytest.mark.parametrize(("model", "params", "needle"), [
+    ("bm3", {"cl_weight": 0.0}, "cl_weight=0"),
+    ("bpr", {}, "reads no item features"),
+    ("lightgcn", {}, "reads no item features"),
+])
+def test_models_the_fusion_cannot_reach_refuse_it(model, params, needle):
+    with pytest.raises(ConfigError) as err:
+        build(model, features=_fused("mlp"), **params)
+    msg = str(err.value)
+    assert "\n" not in msg and f"model {model!r}" in msg and "features.fusion='mlp'" in msg and needle in msg
