@@ -33,8 +33,8 @@ import torch
 from cliper.graphs.adjacency import sym_normalize
 from cliper.graphs.knn_search import KnnResult, KnnSearch, as_float_tensor, default_chunk_size, search_knn
 
-__all__ = ["KnnGraphCache", "KnnSearch", "cached_knn_graph", "default_chunk_size", "graph_from_neighbours", "hash_array", "knn_graph",
-           "topk_cosine"]
+__all__ = ["KnnGraphCache", "KnnSearch", "cached_knn_graph", "default_chunk_size", "graph_from_neighbours",
+           "hash_array", "knn_graph", "topk_cosine"]
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,9 @@ in the paper (Sec. 3 "Methodology").
 - Homogeneous item-item graph (Sec. 3.1, item-item graph): per modality a cosine kNN graph
   (k = ``knn_k`` = 10, edges 1, D^-1/2 A D^-1/2), mixed as S = a S_v + (1 - a) S_t with the
   image weight a = 0.1, built ONCE from the raw features and frozen (as FREEDOM), in row
-  chunks, cached by feature content (:mod:`cliper.graphs.knn`). ``n_mm_layers`` products
+  chunks, cached by feature content (:mod:`cliper.graphs.knn`); with a trainable fusion the
+  text graph is rebuilt from the current fused text every ``graph_refresh_every`` epochs
+  instead (cliper extension, issue 12, :mod:`cliper.models.fused_graphs`). ``n_mm_layers`` products
   h = S^L e_i, item = e_i + h.
 - Homogeneous user-user graph (Sec. 3.1, user-user graph): each user's top-k (``user_k`` =
   40, the code's ``self.k``) co-interacting users, weighted by the softmax of the shared-item
@@ -71,7 +73,7 @@ class DRAGONParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # L2 on batch preferences + fusion weights (grid 0.1 ... 1e-5)
     loss_log_base_2: bool = True  # -mean log2 sigmoid, as the authors' code
     knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks)
-    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
+    graph_refresh_every: int = Field(5, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
 @register

@@ -69,7 +69,7 @@ class LATTICEParams(ModelParams):
     ui_normalization: Literal["rw_self_loop", "sym"] = "rw_self_loop"  # D^-1(A+I) as MMRec, or D^-1/2 A D^-1/2
     train_features: bool = False  # MMRec trains the raw feature tables (they only reach the graph once per epoch)
     knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
-    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text initial graph every N epochs
+    graph_refresh_every: int = Field(5, ge=0)  # trainable fusion: rebuild the text initial graph every N epochs
 
 
 def _rw_self_loop(train: sp.csr_matrix) -> sp.csr_matrix:

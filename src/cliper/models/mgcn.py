@@ -18,7 +18,9 @@ was not at hand when this was written; see docs/models/mgcn.md).
     convolutions of E~_m on it, then users aggregate their items' modality embeddings
     through the normalised user-item block D_u^-1/2 R D_i^-1/2 (same subsection). The graph is built
     once at construction, in row chunks, and cached by feature content
-    (:mod:`cliper.graphs.knn`); never an N x N dense matrix.
+    (:mod:`cliper.graphs.knn`); never an N x N dense matrix. With a trainable fusion (cliper
+    extension, issue 12) the text graph is rebuilt from the current fused text every
+    ``graph_refresh_every`` epochs instead (:mod:`cliper.models.fused_graphs`).
 - Behaviour-aware fuser (section "Behavior-Aware Fuser"): attention over the modalities with a shared
   query network q(h) = w^T tanh(W h + b), beta = softmax_m q(E_m) per node; modality-shared
   part E_s = sum_m beta_m E_m; modality-specific parts E_m - E_s, each gated by the user's /
@@ -67,7 +69,7 @@ class MGCNParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of (1/2) squared L2 of the batch representations
     train_features: bool = False  # the authors train the raw feature tables; off by default (see docs)
     knn_chunk_size: int | None = Field(None, gt=0)  # rows per similarity block (None: ~64 MiB blocks)
-    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
+    graph_refresh_every: int = Field(5, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:

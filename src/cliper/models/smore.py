@@ -18,6 +18,9 @@ choice open. Sections are cited by their titles in the paper's method section.
 - Item-item views (Multi-modal Graph Learning): per modality a cosine kNN graph with the
   similarities as weights (``image_knn_k`` / ``text_knn_k``), D^-1/2 S D^-1/2 with D the row
   sums, built ONCE from the raw features (frozen), in row chunks, cached by feature content
+  (with a trainable fusion the text graph and the max-union graph are rebuilt from the current
+  fused text every ``graph_refresh_every`` epochs instead: cliper extension, issue 12,
+  :mod:`cliper.models.fused_graphs`)
   (:mod:`cliper.graphs.knn`); the fusion graph is their element-wise MAX over the union of edges
   (the code's ``max_pool_fusion``). ``n_layers`` products h_m = S_m^L e_m; users of a view are
   R~ h_m with R~ the user-item block of the sym-normalised user-item adjacency.
@@ -75,7 +78,7 @@ class SMOREParams(ModelParams):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout on the preference gates (code: dropout_rate)
     train_features: bool = False  # the code trains the raw feature tables; off by default (see docs)
     knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks)
-    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
+    graph_refresh_every: int = Field(5, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
 def _gate(d: int) -> nn.Sequential:

@@ -217,6 +217,7 @@ def check_trained_fusion_reaches_scores(name: str, fusion: str = "mlp", epochs: 
 
     feats = tiny_features(N_ITEMS, 16, 12, seed=0, views=4, fusion=fusion)
     feats.reset_parameters()
+    params.setdefault("graph_refresh_every", 1)
     model = build(name, features=feats, **params)
     assert model.fused_graphs.modalities == ["text"]
     with torch.no_grad():
@@ -227,7 +228,7 @@ def check_trained_fusion_reaches_scores(name: str, fusion: str = "mlp", epochs: 
     assert feats.fusion_change() > 0
     with torch.no_grad():
         assert not torch.allclose(feats.get("text"), init_text, atol=1e-4)
-    assert model.fused_graphs.refreshes == epochs - 1  # before epochs 2..epochs (default: every epoch)
+    assert model.fused_graphs.refreshes == (epochs - 1) // params["graph_refresh_every"]
     assert not torch.equal(model.fused_graphs.text_indices, init_neighbours), "graph still the untrained fusion's"
     at_init = copy.deepcopy(model)
     with torch.no_grad():

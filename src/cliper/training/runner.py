@@ -234,7 +234,8 @@ def fusion_record(model: Recommender) -> dict[str, Any] | None:
     features = getattr(model, "features", None)
     if features is None or features.fusion is None:
         return None
-    return {"method": features.fusion_method, "trainable": features.trainable, "weight_change": features.fusion_change()}
+    return {"method": features.fusion_method, "trainable": features.trainable,
+            "weight_change": features.fusion_change()}
 
 
 def _save_test_per_user(model: Recommender, evaluator: Evaluator, run_dir: Path) -> None:
