@@ -69,7 +69,7 @@ class MGCNParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of (1/2) squared L2 of the batch representations
     train_features: bool = False  # the authors train the raw feature tables; off by default (see docs)
     knn_chunk_size: int | None = Field(None, gt=0)  # rows per similarity block (None: ~64 MiB blocks)
-    graph_refresh_every: int = Field(5, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
+    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
