@@ -48,7 +48,11 @@ class FusedGraphRefresh(nn.Module):
     Args:
         modalities: the modalities to follow (:func:`fused_modalities`); empty: inactive.
         every: rebuild before every ``every``-th epoch (0: never, the graph stays as built at construction).
-        k, weighted, normalization, chunk_size, search: as for :func:`cliper.graphs.knn.knn_graph`.
+        k: neighbours per item.
+        weighted: keep the similarities as edge weights (LATTICE, MGCN, SMORE) or use 1 (FREEDOM, DRAGON).
+        normalization: ``"sym"`` for D^-1/2 S D^-1/2, or ``"none"``.
+        chunk_size: rows per similarity block (None: ~64 MiB blocks).
+        search: the neighbour search backend (default: ``auto``).
     """
 
     def __init__(self, modalities: list[str], every: int, k: int, weighted: bool, normalization: str = "sym",
