@@ -18,12 +18,12 @@ choice open. Sections are cited by their titles in the paper's method section.
 - Item-item views (Multi-modal Graph Learning): per modality a cosine kNN graph with the
   similarities as weights (``image_knn_k`` / ``text_knn_k``), D^-1/2 S D^-1/2 with D the row
   sums, built ONCE from the raw features (frozen), in row chunks, cached by feature content
-  (with a trainable fusion the text graph and the max-union graph are rebuilt from the current
-  fused text every ``graph_refresh_every`` epochs instead: cliper extension, issue 12,
-  :mod:`cliper.models.fused_graphs`)
   (:mod:`cliper.graphs.knn`); the fusion graph is their element-wise MAX over the union of edges
-  (the code's ``max_pool_fusion``). ``n_layers`` products h_m = S_m^L e_m; users of a view are
-  R~ h_m with R~ the user-item block of the sym-normalised user-item adjacency.
+  (the code's ``max_pool_fusion``). With a trainable fusion the text graph and the max-union
+  graph are rebuilt from the current fused text every ``graph_refresh_every`` epochs instead
+  (cliper extension, issue 12, :mod:`cliper.models.fused_graphs`). ``n_layers`` products
+  h_m = S_m^L e_m; users of a view are R~ h_m with R~ the user-item block of the
+  sym-normalised user-item adjacency.
 - Behavioural view (Multi-modal Graph Learning): LightGCN (mean of layers 0..``n_ui_layers``) of
   the user and item ID embeddings on the user-item graph: e^b.
 - Modality-aware preference module: attention from the fusion view onto each modality view,
