@@ -44,6 +44,14 @@ def write_store(path: Path, n_items: int, views=VIEWS, dim: int = 16, seed: int 
     return path
 
 
+def _fake_fusion_record(cfg) -> dict:
+    """What a real run records for its fusion; a fake run "trained" a trainable one (weights moved)."""
+    from cliper.fusion import FUSIONS
+
+    trainable = FUSIONS[cfg.features.fusion].trainable
+    return {"method": cfg.features.fusion, "trainable": trainable, "weight_change": 0.5 if trainable else None}
+
+
 def install_fake_training(monkeypatch, score):
     """Replace ``train_run`` by a fake that writes a finished run folder in no time.
 
@@ -65,7 +73,8 @@ def install_fake_training(monkeypatch, score):
         mk = lambda v: {f"{m}@{k}": v * (k / 20) for m in ("recall", "ndcg") for k in (10, 20, 50)}  # noqa: E731
         metrics = {"model": cfg.model_name, "dataset": cfg.dataset.name, "seed": cfg.seed, "best_epoch": 1,
                    "valid": mk(valid), "test": mk(test), "valid_metric": "recall@20",
-                   "features": training._feature_provenance(cfg), "code_version": "test"}
+                   "features": training._feature_provenance(cfg), "code_version": "test",
+                   "fusion": _fake_fusion_record(cfg)}
         users = np.arange(30)
         np.savez_compressed(run_dir / training.PER_USER_FILE, users=users,
                             **{k.replace("@", "_at_"): np.full(30, v, np.float32) for k, v in metrics["test"].items()})

@@ -8,7 +8,8 @@ from cliper.testing.backbones import build, check_trainable_fusion_learns, make_
 
 
 @pytest.mark.parametrize("fusion", ["mlp", "attention"])
-@pytest.mark.parametrize("model", ["vbpr", "dualgnn"])
+@pytest.mark.parametrize("model", ["vbpr", "mmgcn", "grcn", "dualgnn", "lattice", "slmrec", "bm3", "freedom", "mgcn",
+                                   "lgmrec", "dragon", "smore"])  # every backbone reading features (docs/fusion.md)
 def test_fusion_weights_get_gradients_and_fused_text_changes(model, fusion):
     check_trainable_fusion_learns(model, fusion, steps=3)
 

@@ -148,6 +148,11 @@ def build_cases(root: Path, clip_dir: Path | None = None) -> dict[str, tuple[lis
     cases["feature_file_inf"] = (["train", "-d", str(ds), "-m", "vbpr", "--output", str(root / "r10"),
                                   "-o", f"features.image={nan_file}", "-o", "train.epochs=1"],
                                  [str(nan_file), "row 3", "column 1"])
+    fstore = _store(root / "store_ok")
+    cases["fusion_cannot_train"] = (["train", "-d", str(ds), "-m", "freedom", "--output", str(root / "r11"),
+                                     "-o", f"features.store={fstore}", "-o", "features.fusion=mlp",
+                                     "-o", "model.reg_weight=0"],
+                                    ["'freedom'", "features.fusion='mlp'", "reg_weight=0"])
     store = _store(root / "store_nan", nan_at=(1, 7, 2))
     cases["feature_store_nan"] = (["export-mmrec", str(store), str(root / "mm")],
                                   [str(store / "views.npy"), "'global'", "row 7", "column 2"])

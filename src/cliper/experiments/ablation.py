@@ -5,7 +5,10 @@ Every variant is the CLIPER feature set (store, SA, tau 0.1 unless the spec's
 
 - ``views``: all views; each view dropped in turn (``no-<view>``); the global view only
   (``only-<global>``);
-- ``fusion``: ``features.fusion`` in sum, concat, mlp, sa, attention;
+- ``fusion``: ``features.fusion`` in sum, concat, mlp, sa, attention; a trainable fusion
+  (mlp, attention) is reported only if its weights moved during training (each run's
+  ``metrics.json`` records the change, :func:`check_fusions_trained`): the released code
+  reported a random MLP as "MLP";
 - ``tau``: ``features.tau`` in 0.05, 0.1, 0.2, 0.5, 0.7;
 - ``dim``: ``model.embedding_dim`` (and ``model.feat_embed_dim`` where the backbone has
   one) in 32, 64, 128, 256.
@@ -17,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from cliper.errors import ConfigError
+from cliper.errors import CliperError, ConfigError
 from cliper.experiments import plots, tables
 from cliper.experiments.plan import Unit, build_units, resolve_variant
 from cliper.experiments.runner import run_units
@@ -136,9 +139,34 @@ def run_ablation(spec: ExperimentSpec, kind: str, out: str | Path, values: Seque
         return _ablation(spec, kind, out, units, reference, swept, progress, train, engine)
 
 
+def check_fusions_trained(out: Path, units: Sequence[Unit]) -> None:
+    """Refuse to report a trainable fusion (mlp, attention) whose weights did not move in its run.
+
+    Runs that have not finished are left to the table code (it reports them missing)."""
+    from cliper.experiments.collect import read_metrics, winner_dir
+    from cliper.fusion import FUSIONS
+
+    untrained = []
+    for u in units:
+        method = str(u.overrides.get("features.fusion", "")).lower()
+        if method not in FUSIONS or not FUSIONS[method].trainable:
+            continue
+        try:
+            metrics = read_metrics(winner_dir(u.folder(out)))
+        except CliperError:
+            continue
+        record = metrics.get("fusion") or {}
+        change = record.get("weight_change")
+        if not isinstance(change, (int, float)) or not change > 0:
+            untrained.append(f"{u.label} (weight change {change})")
+    if untrained:
+        raise CliperError(f"trainable fusion not trained, not reported: {'; '.join(untrained)}")
+
+
 def _ablation(spec, kind, out, units, reference, swept, progress, train, engine) -> dict[str, Path]:
     if train:
         run_units(spec, units, out, progress=progress, kind=f"ablate-{kind}", engine=engine)
+    check_fusions_trained(out, units)  # any kind: a trainable fusion may also be the base feature set's
     groups = tables.gather(out, units)
     valid_key = "recall@20"
     rows = tables.ablation_rows(groups, reference, swept, valid_key=valid_key)

@@ -71,6 +71,7 @@ class ItemFeatures(nn.Module):
         self.register_buffer("_similarity", sim, persistent=False)
         self.register_buffer("_fused", None, persistent=False)  # parameter-free fusion, computed once
         self.fusion = fusion
+        self._fusion_init: dict[str, torch.Tensor] | None = None  # fusion weights at reset_parameters()
         self.view_names = list(view_names or [])
         sizes = {name: t.shape[0] for name, t in (("image", self._image), ("text", self._text)) if t is not None}
         if self._views is not None:
@@ -94,21 +95,27 @@ class ItemFeatures(nn.Module):
     def has(self, modality: str) -> bool:
         return modality in self.modalities
 
-    def get(self, modality: str) -> torch.Tensor:
-        """[N, d] features of ``modality``; text is fused from views on every call when views are set."""
+    def get(self, modality: str, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, d] features of ``modality`` (only ``rows`` [B] when given); text is fused from views on
+        every call when views are set.
+
+        With ``rows`` a trainable fusion runs on those items alone: every fusion is per item, so
+        a batch's features need not fuse all N items (FREEDOM's alignment loss did, twice a batch)."""
         if modality not in MODALITIES:
             raise ConfigError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
         if not self.has(modality):
             raise ConfigError(f"no {modality} features configured (have: {', '.join(self.modalities) or 'none'})")
         if modality == "image":
-            return self._image
+            return self._image if rows is None else self._image.index_select(0, rows)
         if self._text is not None:
-            return self._text
-        if self.fusion.trainable:
-            return self.fusion(self._views, self._similarity)  # every call: gradients reach the fusion
+            return self._text if rows is None else self._text.index_select(0, rows)
+        if self.fusion.trainable:  # every call: gradients reach the fusion
+            if rows is None:
+                return self.fusion(self._views, self._similarity)
+            return self.fusion(self._views.index_select(1, rows), self._similarity.index_select(0, rows))
         if self._fused is None:
             self._fused = self.fusion(self._views, self._similarity)
-        return self._fused
+        return self._fused if rows is None else self._fused.index_select(0, rows)
 
     def dim(self, modality: str) -> int:
         if modality == "image":
@@ -118,9 +125,29 @@ class ItemFeatures(nn.Module):
         return int(self.fusion.out_dim)
 
     def reset_parameters(self) -> None:
-        """Re-initialise a trainable fusion (called after seeding, so runs repeat exactly)."""
+        """Re-initialise a trainable fusion (called after seeding, so runs repeat exactly).
+
+        Keeps a copy of the initial weights: :meth:`fusion_change` then tells a trained
+        fusion from one that never moved (the released code reported an untrained MLP)."""
         if self.fusion is not None and hasattr(self.fusion, "reset_parameters"):
             self.fusion.reset_parameters()
+        if self.trainable:
+            self._fusion_init = {n: p.detach().clone() for n, p in self.fusion.named_parameters()}
+
+    @property
+    def fusion_method(self) -> str | None:
+        """The ``features.fusion`` name of the fusion layer (None for fixed text)."""
+        return None if self.fusion is None else (self.fusion.name or type(self.fusion).__name__)
+
+    def fusion_change(self) -> float | None:
+        """Largest absolute change of a trainable fusion's weights since :meth:`reset_parameters`.
+
+        None when the fusion has no weights or was never reset (no recorded start)."""
+        if not self.trainable or self._fusion_init is None:
+            return None
+        diffs = [(p.detach().to(self._fusion_init[n].device) - self._fusion_init[n]).abs().max()
+                 for n, p in self.fusion.named_parameters()]
+        return float(torch.stack(diffs).max()) if diffs else 0.0
 
     @property
     def trainable(self) -> bool:

@@ -20,6 +20,7 @@ class ViewFusion(nn.Module):
     """Base class: ``forward(views [V,N,d], similarity [N,V]) -> [N, out_dim]``."""
 
     trainable = False
+    name = ""  # the ``features.fusion`` value that selects this layer 
 
     def __init__(self, n_views: int, dim: int):
         super().__init__()
@@ -41,6 +42,8 @@ class ViewFusion(nn.Module):
 class SumFusion(ViewFusion):
     """t_i = sum_v t_{i,v}."""
 
+    name = "sum"
+
     def forward(self, views: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
         return views.sum(0)
 
@@ -48,12 +51,16 @@ class SumFusion(ViewFusion):
 class MeanFusion(ViewFusion):
     """t_i = mean_v t_{i,v} (SUM scaled by 1/V; same ranking geometry, tamer magnitude)."""
 
+    name = "mean"
+
     def forward(self, views: torch.Tensor, similarity: torch.Tensor) -> torch.Tensor:
         return views.mean(0)
 
 
 class ConcatFusion(ViewFusion):
     """t_i = [t_{i,1}; ...; t_{i,V}] (dimension V*d)."""
+
+    name = "concat"
 
     @property
     def out_dim(self) -> int:
@@ -65,6 +72,8 @@ class ConcatFusion(ViewFusion):
 
 class MLPFusion(ViewFusion):
     """t_i = LeakyReLU(W [t_{i,1}; ...; t_{i,V}] + b), one layer to ``out_dim`` (default d)."""
+
+    name = "mlp"
 
     trainable = True
 
@@ -91,6 +100,8 @@ class MLPFusion(ViewFusion):
 class SimilarityAttentionFusion(ViewFusion):
     """SA, the paper's default: a_i = softmax_v(s_{i,v} / tau), t_i = sum_v a_{i,v} t_{i,v}."""
 
+    name = "sa"
+
     def __init__(self, n_views: int, dim: int, tau: float = 0.1):
         super().__init__(n_views, dim)
         if tau <= 0:
@@ -111,6 +122,8 @@ class SimilarityAttentionFusion(ViewFusion):
 class LearnableAttentionFusion(SimilarityAttentionFusion):
     """Attention with a learned query and the similarity as a bias:
     a_i = softmax_v(q^T tanh(W t_{i,v}) + s_{i,v} / tau); starts as SA (q = 0)."""
+
+    name = "attention"
 
     trainable = True
 

@@ -33,8 +33,8 @@ import torch
 from cliper.graphs.adjacency import sym_normalize
 from cliper.graphs.knn_search import KnnResult, KnnSearch, as_float_tensor, default_chunk_size, search_knn
 
-__all__ = ["KnnGraphCache", "KnnSearch", "cached_knn_graph", "default_chunk_size", "hash_array", "knn_graph",
-           "topk_cosine"]
+__all__ = ["KnnGraphCache", "KnnSearch", "cached_knn_graph", "default_chunk_size", "graph_from_neighbours",
+           "hash_array", "knn_graph", "topk_cosine"]
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,15 @@ def knn_graph_result(features, k: int = 10, weighted: bool = True, normalization
                      search: KnnSearch | None = None) -> tuple[sp.csr_matrix, KnnResult]:
     """:func:`knn_graph` plus how its neighbours were found (backend, seconds, recall)."""
     res = search_knn(features, k, include_self, search or KnnSearch(backend="torch"), chunk_size)
-    values, indices = res.values, res.indices
+    return graph_from_neighbours(res.values, res.indices, weighted, normalization), res
+
+
+def graph_from_neighbours(values: torch.Tensor, indices: torch.Tensor, weighted: bool = True,
+                          normalization: Normalization = "sym") -> sp.csr_matrix:
+    """The N x N kNN graph of neighbour lists ``values`` / ``indices`` [N, k] (as :func:`knn_graph`).
+
+    Separate from the search so a model can keep only the lists (in its checkpoint) and
+    rebuild the very same graph from them."""
     n, kk = indices.shape
     rows = np.repeat(np.arange(n, dtype=np.int64), kk)
     data = values.cpu().numpy().ravel() if weighted else np.ones(n * kk, dtype=np.float32)
@@ -96,9 +104,9 @@ def knn_graph_result(features, k: int = 10, weighted: bool = True, normalization
     graph.sum_duplicates()
     graph.sort_indices()
     if normalization == "sym":
-        return sym_normalize(graph), res
+        return sym_normalize(graph)
     if normalization == "none":
-        return graph, res
+        return graph
     raise ValueError(f"unknown normalization {normalization!r}; use 'sym' or 'none'")
 
 

@@ -91,6 +91,11 @@ class Recommender(nn.Module, ABC):
         self.n_users = ctx.n_users
         self.n_items = ctx.n_items
         self._eval_cache: object | None = None
+        if not self.modalities and getattr(ctx.features, "trainable", False):
+            from cliper.models.fused_graphs import refuse_unreached_fusion
+
+            refuse_unreached_fusion(self.name, ctx.features, "the model reads no item features, so the fusion "
+                                    "would never train; use a fixed fusion or no features")
         if self.modalities:
             have = [] if ctx.features is None else [m for m in self.modalities if m in ctx.features.modalities]
             need = self.min_modalities or len(self.modalities)

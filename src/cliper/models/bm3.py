@@ -12,7 +12,8 @@ WWW 2023 (arXiv 2207.05969).
   (1 - cos(p(f_m), i~)) and intra-modality masked feature loss (1 - cos(p(f_m), f~_m)),
   the latter two weighted by ``cl_weight``; plus ``reg_weight`` * (||U|| + ||I||) / N_items
   on the online embeddings (MMRec's EmbLoss).
-- Scores: p(u) . p(i).
+- Scores: p(u) . p(i). Features enter only the ``cl_weight`` losses, so a trainable fusion
+  (mlp / attention) with ``cl_weight`` = 0 would never train: refused (docs/fusion.md).
 
 The batch's negatives are ignored. Only the batch's distinct items are projected, each
 once (the loss reads no other row; MMRec projects every item on every batch). Defaults follow MMRec's BM3.yaml (n_layers from [1, 2], dropout from
@@ -32,6 +33,7 @@ from torch import nn
 
 from cliper.graphs.adjacency import bipartite_graph
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.fused_graphs import refuse_unreached_fusion
 from cliper.models.layers import LightGCNPropagation, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -62,6 +64,9 @@ class BM3(Recommender):
         super().__init__(ctx, params)
         p = params
         self.modal = present_modalities(ctx.features, self.modalities)
+        if getattr(ctx.features, "trainable", False) and p.cl_weight == 0:
+            refuse_unreached_fusion(self.name, ctx.features, "cl_weight=0: features reach only the cl_weight "
+                                    "losses, so the fusion gets no gradient; set model.cl_weight > 0")
         self.user_embedding = nn.Embedding(self.n_users, p.embedding_dim)
         self.item_embedding = nn.Embedding(self.n_items, p.embedding_dim)
         self.predictor = nn.Linear(p.embedding_dim, p.embedding_dim)

@@ -13,7 +13,9 @@ in the paper (Sec. 3 "Methodology").
 - Homogeneous item-item graph (Sec. 3.1, item-item graph): per modality a cosine kNN graph
   (k = ``knn_k`` = 10, edges 1, D^-1/2 A D^-1/2), mixed as S = a S_v + (1 - a) S_t with the
   image weight a = 0.1, built ONCE from the raw features and frozen (as FREEDOM), in row
-  chunks, cached by feature content (:mod:`cliper.graphs.knn`). ``n_mm_layers`` products
+  chunks, cached by feature content (:mod:`cliper.graphs.knn`); with a trainable fusion the
+  text graph is rebuilt from the current fused text every ``graph_refresh_every`` epochs
+  instead (cliper extension, issue 12, :mod:`cliper.models.fused_graphs`). ``n_mm_layers`` products
   h = S^L e_i, item = e_i + h.
 - Homogeneous user-user graph (Sec. 3.1, user-user graph): each user's top-k (``user_k`` =
   40, the code's ``self.k``) co-interacting users, weighted by the softmax of the shared-item
@@ -52,6 +54,7 @@ from cliper.graphs.adjacency import SparseGraph, bipartite_graph
 from cliper.graphs.knn import KnnGraphCache
 from cliper.graphs.user_graph import build_user_graph
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.dualgnn import ModalityEncoder
 from cliper.models.layers import bpr_loss, l2_penalty
 from cliper.models.modal import modality_weights, present_modalities
@@ -71,6 +74,7 @@ class DRAGONParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # L2 on batch preferences + fusion weights (grid 0.1 ... 1e-5)
     loss_log_base_2: bool = True  # -mean log2 sigmoid, as the authors' code
     knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks)
+    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
 @register
@@ -96,6 +100,12 @@ class DRAGON(Recommender):
         self.user_graph = SparseGraph(self.user_graph_matrix).to(ctx.device)
         self.knn_cache = KnnGraphCache(ctx.cache_dir)
         self.graph_keys: dict[str, str] = {}
+        # a trainable fusion's text graph follows its current output (cliper extension, docs/fusion.md)
+        self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
+                                              p.knn_k, weighted=False, chunk_size=p.knn_chunk_size)
+        self._modal_graphs: dict[str, sp.csr_matrix] = {}
+        self.item_graph: SparseGraph | None = None
+        follow_fusion(self)
         self.item_graph = SparseGraph(self._build_item_graph()).to(ctx.device)
 
     @torch.no_grad()
@@ -104,12 +114,25 @@ class DRAGON(Recommender):
         weights = modality_weights(self.modal, self.params.mm_image_weight)
         total = None
         for m in self.modal:
-            x = self.features.get(m).detach()  # built once from the features at construction, then frozen
-            g = self.knn_cache.get(x, k=self.params.knn_k, modality=m, weighted=False, normalization="sym",
-                                   chunk_size=self.params.knn_chunk_size)
-            self.graph_keys[m] = self.knn_cache.last_key
+            if m not in self._modal_graphs:  # fixed features: built once at construction, then frozen
+                x = self.features.get(m).detach()
+                self._modal_graphs[m] = self.knn_cache.get(x, k=self.params.knn_k, modality=m, weighted=False,
+                                                           normalization="sym", chunk_size=self.params.knn_chunk_size)
+                self.graph_keys[m] = self.knn_cache.last_key
+            g = self._modal_graphs[m]
             total = weights[m] * g if total is None else total + weights[m] * g
         return sp.csr_matrix(total, dtype=np.float32)
+
+    def fused_features(self, m: str) -> torch.Tensor:
+        return self.features.get(m)
+
+    def install_fused_graph(self, m: str, graph: sp.csr_matrix) -> None:
+        self._modal_graphs[m] = graph
+        if self.item_graph is not None:  # not during construction
+            self.item_graph = SparseGraph(self._build_item_graph()).to(self.ctx.device)
+
+    def pre_epoch_hook(self, epoch: int) -> None:
+        refresh_fused_graphs(self, epoch)
 
     def modality_representations(self) -> dict[str, torch.Tensor]:
         """[U + I, dim] per modality from the heterogeneous user-item graph (Sec. 3.1)."""

@@ -4,10 +4,16 @@ Multimodal Recommendation", ACM MM 2023 (arXiv 2211.06924).
 - Frozen item-item graph (Sec. 3.1, Eq. 1-4): per modality a cosine kNN graph (k = 10,
   edge weight 1, D^-1/2 A D^-1/2), mixed as S = a_v S_v + (1 - a_v) S_t with the image
   weight a_v = 0.1. Built ONCE from the features at construction, in row chunks, and
-  cached by feature content (:mod:`cliper.graphs.knn`). With a trainable fusion the
-  graph is built from the fused text at construction time and stays frozen (the
-  paper's point: the graph is not learned); the fusion still trains through the
-  alignment losses.
+  cached by feature content (:mod:`cliper.graphs.knn`).
+- Trainable fusion (``features.fusion`` = mlp / attention; a cliper extension, issue 12):
+  text reaches FREEDOM's scores only through the text kNN graph, so a graph frozen at
+  construction would hold the untrained fusion. The text graph is rebuilt from the
+  current fused text before every ``graph_refresh_every``-th epoch
+  (:mod:`cliper.models.fused_graphs`; not cached on disk, its neighbour lists are saved
+  in checkpoints); the graph itself still carries no gradient (the paper's frozen graph
+  between refreshes), and the fusion learns through the alignment loss. Refused, with a
+  ConfigError, when that cannot work: ``reg_weight`` = 0 (no gradient reaches the fusion)
+  or ``graph_refresh_every`` = 0 (the trained fusion never reaches the scores).
 - Denoised user-item graph (Sec. 3.2, Eq. 5-6): before each epoch a fraction
   ``1 - dropout`` of the train edges is kept, sampled without replacement with
   probability proportional to 1/sqrt(d_u d_i) (degree-sensitive pruning), and the kept
@@ -42,6 +48,13 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.fused_graphs import (
+    FusedGraphRefresh,
+    follow_fusion,
+    fused_modalities,
+    refresh_fused_graphs,
+    refuse_unreached_fusion,
+)
 from cliper.models.layers import LightGCNPropagation, bpr_loss
 from cliper.models.modal import feature_residuals, modal_features, modality_weights, present_modalities
 from cliper.models.registry import register
@@ -59,6 +72,7 @@ class FREEDOMParams(ModelParams):
     reg_form: Literal["none"] = "none"  # FREEDOM has no L2 penalty (neither has MMRec's code)
     train_features: bool = True  # train the raw feature tables, as MMRec does (freeze=False)
     knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
+    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text graph every N epochs
 
     @model_validator(mode="after")
     def _alignment_needs_equal_sizes(self) -> "FREEDOMParams":
@@ -83,6 +97,14 @@ class FREEDOM(Recommender):
         super().__init__(ctx, params)
         p = params
         self.modal = present_modalities(ctx.features, self.modalities)
+        self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
+                                              p.knn_k, weighted=False, chunk_size=p.knn_chunk_size, search=ctx.knn)
+        if self.fused_graphs.modalities and p.reg_weight == 0:
+            refuse_unreached_fusion(self.name, ctx.features, "reg_weight=0 leaves the fusion without gradient "
+                                    "(only the alignment loss trains it); set model.reg_weight > 0 or a fixed fusion")
+        if self.fused_graphs.modalities and p.graph_refresh_every == 0:
+            refuse_unreached_fusion(self.name, ctx.features, "graph_refresh_every=0 keeps the untrained fusion's "
+                                    "text graph, the only path from text to the scores; set it >= 1")
         self.user_embedding = nn.Embedding(self.n_users, p.embedding_dim)
         self.item_embedding = nn.Embedding(self.n_items, p.embedding_dim)
         self.projections = nn.ModuleDict({m: nn.Linear(ctx.features.dim(m), p.feat_embed_dim) for m in self.modal})
@@ -103,7 +125,11 @@ class FREEDOM(Recommender):
         self.masked_graph: SparseGraph | None = None
         self.knn_cache = KnnGraphCache(ctx.cache_dir, ctx.knn)
         self.graph_keys: dict[str, str] = {}
-        self.item_graph = SparseGraph(self._build_item_graph()).to(ctx.device)
+        self._modal_graphs: dict[str, sp.csr_matrix] = {}
+        self.item_graph: SparseGraph | None = None
+        self._build_item_graph()
+        follow_fusion(self)  # the text graph of a trainable fusion (no-op otherwise)
+        self.item_graph = SparseGraph(self._mixed_graph()).to(ctx.device)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_embedding.weight)
@@ -111,18 +137,33 @@ class FREEDOM(Recommender):
 
     # -- graphs ----------------------------------------------------------------------
     @torch.no_grad()
-    def _build_item_graph(self) -> sp.csr_matrix:
+    def _build_item_graph(self) -> None:
+        """A_m of the fixed modalities, cached by content (Eq. 1-4); a followed one comes from follow_fusion."""
+        for m in self.modal:
+            if m in self.fused_graphs.modalities:  # follows the trainable fusion: follow_fusion builds it
+                continue
+            x = modal_features(self.features, self.residuals, m)
+            # keyed by a hash of the very matrix the graph is built from
+            self._modal_graphs[m] = self.knn_cache.get(x, k=self.params.knn_k, modality=m, weighted=False,
+                                                       normalization="sym", chunk_size=self.params.knn_chunk_size)
+            self.graph_keys[m] = self.knn_cache.last_key
+
+    def _mixed_graph(self) -> sp.csr_matrix:
         """S = sum_m w_m D^-1/2 A_m D^-1/2 over the modalities present (Eq. 1-4)."""
         weights = modality_weights(self.modal, self.params.mm_image_weight)
         total = None
         for m in self.modal:
-            x = modal_features(self.features, self.residuals, m)
-            # keyed by a hash of the very matrix the graph is built from (fused text included)
-            g = self.knn_cache.get(x, k=self.params.knn_k, modality=m, weighted=False, normalization="sym",
-                                   chunk_size=self.params.knn_chunk_size)
-            self.graph_keys[m] = self.knn_cache.last_key
+            g = self._modal_graphs[m]
             total = weights[m] * g if total is None else total + weights[m] * g
         return sp.csr_matrix(total, dtype=np.float32)
+
+    def fused_features(self, m: str) -> torch.Tensor:
+        return modal_features(self.features, self.residuals, m)
+
+    def install_fused_graph(self, m: str, graph: sp.csr_matrix) -> None:
+        self._modal_graphs[m] = graph
+        if self.item_graph is not None:  # not during construction (the other modality may be missing)
+            self.item_graph = SparseGraph(self._mixed_graph()).to(self.ctx.device)
 
     def prune_graph(self) -> SparseGraph:
         """Degree-sensitive edge pruning (Eq. 5-6): keep (1 - dropout) of the edges, re-normalised."""
@@ -138,6 +179,7 @@ class FREEDOM(Recommender):
         return SparseGraph(normalized_bipartite(kept), symmetric=True).to(self.ctx.device)
 
     def pre_epoch_hook(self, epoch: int) -> None:
+        refresh_fused_graphs(self, epoch)
         self.masked_graph = self.prune_graph()
 
     # -- model -----------------------------------------------------------------------

@@ -3,7 +3,13 @@
 
 - Initial graphs (Sec. 3.1.1, Eq. 1-3): per modality a cosine kNN graph of the raw
   features (k = 10, similarity-weighted), normalised D^-1/2 S D^-1/2. Built in row chunks
-  and cached by feature content (:mod:`cliper.graphs.knn`).
+  and cached by feature content (:mod:`cliper.graphs.knn`). With a trainable fusion
+  (``features.fusion`` = mlp / attention; cliper extension, issue 12) the text initial
+  graph would otherwise hold the untrained fusion for the whole run: it is rebuilt from
+  the current fused text before every ``graph_refresh_every``-th epoch
+  (:mod:`cliper.models.fused_graphs`; not disk-cached, neighbour lists in checkpoints).
+  The fusion gets its gradient through the learned graph's edge weights; with
+  ``lambda_coeff`` = 1 the learned graph has weight 0, so that combination is refused.
 - Learned graphs (Sec. 3.1.2, Eq. 4-6): the same construction on the projected features
   W_m x_m + b_m, mixed with the initial graph as A_m = (1 - lambda) learned + lambda
   initial (lambda = 0.9 keeps 90 % of the original graph).
@@ -45,6 +51,13 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph
 from cliper.graphs.knn import KnnGraphCache, topk_cosine
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.fused_graphs import (
+    FusedGraphRefresh,
+    follow_fusion,
+    fused_modalities,
+    refresh_fused_graphs,
+    refuse_unreached_fusion,
+)
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -61,6 +74,7 @@ class LATTICEParams(ModelParams):
     ui_normalization: Literal["rw_self_loop", "sym"] = "rw_self_loop"  # D^-1(A+I) as MMRec, or D^-1/2 A D^-1/2
     train_features: bool = True  # train the raw feature tables, as MMRec does (they reach the learned graph once per epoch)
     knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
+    graph_refresh_every: int = Field(5, ge=0)  # trainable fusion: rebuild the text initial graph every N epochs
 
 
 def _rw_self_loop(train: sp.csr_matrix) -> sp.csr_matrix:
@@ -99,6 +113,11 @@ class LATTICE(Recommender):
         super().__init__(ctx, params)
         p = params
         self.modal = present_modalities(ctx.features, self.modalities)
+        self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
+                                              p.knn_k, weighted=True, chunk_size=p.knn_chunk_size, search=ctx.knn)
+        if self.fused_graphs.modalities and p.lambda_coeff >= 1.0:
+            refuse_unreached_fusion(self.name, ctx.features, "lambda_coeff=1 gives the learned graph weight 0, "
+                                    "so no gradient reaches the fusion; set model.lambda_coeff < 1 or a fixed fusion")
         self.user_embedding = nn.Embedding(self.n_users, p.embedding_dim)
         self.item_embedding = nn.Embedding(self.n_items, p.embedding_dim)
         self.projections = nn.ModuleDict({m: nn.Linear(ctx.features.dim(m), p.feat_embed_dim) for m in self.modal})
@@ -116,21 +135,15 @@ class LATTICE(Recommender):
         self.knn_cache = KnnGraphCache(ctx.cache_dir, ctx.knn)
         self.graph_keys: dict[str, str] = {}
         self._original: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._original_graphs: dict[str, SparseGraph] = {}
         with torch.no_grad():
             for m in self.modal:
-                g = self.knn_cache.get(self.features.get(m), k=p.knn_k, modality=m, weighted=True,
-                                       normalization="sym", chunk_size=p.knn_chunk_size).tocoo()
+                if m in self.fused_graphs.modalities:  # follows the trainable fusion: follow_fusion builds it
+                    continue
+                self._set_original(m, self.knn_cache.get(self.features.get(m), k=p.knn_k, modality=m, weighted=True,
+                                                         normalization="sym", chunk_size=p.knn_chunk_size))
                 self.graph_keys[m] = self.knn_cache.last_key
-                self._original[m] = (
-                    torch.from_numpy(g.row.astype(np.int64)).to(ctx.device),
-                    torch.from_numpy(g.col.astype(np.int64)).to(ctx.device),
-                    torch.from_numpy(g.data.astype(np.float32)).to(ctx.device),
-                )
-        self._original_graphs = {
-            m: SparseGraph(sp.csr_matrix((v.cpu().numpy(), (r.cpu().numpy(), c.cpu().numpy())),
-                                         shape=(self.n_items, self.n_items))).to(ctx.device)
-            for m, (r, c, v) in self._original.items()
-        }
+        follow_fusion(self)  # the text initial graph of a trainable fusion (no-op otherwise)
         self._item_graph: SparseGraph | None = None  # detached graph reused within an epoch
         self._rebuild = True
 
@@ -138,7 +151,24 @@ class LATTICE(Recommender):
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
 
+    def _set_original(self, m: str, graph: sp.csr_matrix) -> None:
+        """Install ``graph`` as modality ``m``'s initial graph (edge lists and sparse matrix)."""
+        g = graph.tocoo()
+        dev = self.ctx.device
+        self._original[m] = (torch.from_numpy(g.row.astype(np.int64)).to(dev),
+                             torch.from_numpy(g.col.astype(np.int64)).to(dev),
+                             torch.from_numpy(g.data.astype(np.float32)).to(dev))
+        self._original_graphs[m] = SparseGraph(sp.csr_matrix(graph, dtype=np.float32)).to(dev)
+
+    def fused_features(self, m: str) -> torch.Tensor:
+        return self.features.get(m)
+
+    def install_fused_graph(self, m: str, graph: sp.csr_matrix) -> None:
+        self._set_original(m, graph)
+        self._item_graph = None
+
     def pre_epoch_hook(self, epoch: int) -> None:
+        refresh_fused_graphs(self, epoch)
         self._rebuild = True
 
     # -- item-item graph -----------------------------------------------------------------

@@ -18,7 +18,9 @@ was not at hand when this was written; see docs/models/mgcn.md).
     convolutions of E~_m on it, then users aggregate their items' modality embeddings
     through the normalised user-item block D_u^-1/2 R D_i^-1/2 (same subsection). The graph is built
     once at construction, in row chunks, and cached by feature content
-    (:mod:`cliper.graphs.knn`); never an N x N dense matrix.
+    (:mod:`cliper.graphs.knn`); never an N x N dense matrix. With a trainable fusion (cliper
+    extension, issue 12) the text graph is rebuilt from the current fused text every
+    ``graph_refresh_every`` epochs instead (:mod:`cliper.models.fused_graphs`).
 - Behaviour-aware fuser (section "Behavior-Aware Fuser"): attention over the modalities with a shared
   query network q(h) = w^T tanh(W h + b), beta = softmax_m q(E_m) per node; modality-shared
   part E_s = sum_m beta_m E_m; modality-specific parts E_m - E_s, each gated by the user's /
@@ -51,6 +53,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -66,6 +69,7 @@ class MGCNParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of (1/2) squared L2 of the batch representations
     train_features: bool = False  # the authors train the raw feature tables; off by default (see docs)
     knn_chunk_size: int | None = Field(None, gt=0)  # rows per similarity block (None: ~64 MiB blocks)
+    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -107,8 +111,14 @@ class MGCN(Recommender):
         self.knn_cache = KnnGraphCache(ctx.cache_dir)
         self.graph_keys: dict[str, str] = {}
         self.item_graphs: dict[str, SparseGraph] = {}
+        # a trainable fusion's text graph follows its current output (cliper extension, docs/fusion.md)
+        self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
+                                              p.knn_k, weighted=True, chunk_size=p.knn_chunk_size)
+        follow_fusion(self)
         with torch.no_grad():
             for m in self.modal:
+                if m in self.fused_graphs.modalities:
+                    continue
                 x = modal_features(self.features, self.residuals, m)
                 g = self.knn_cache.get(x, k=p.knn_k, modality=m, weighted=True, normalization="sym",
                                        chunk_size=p.knn_chunk_size)
@@ -118,6 +128,15 @@ class MGCN(Recommender):
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
+
+    def fused_features(self, m: str) -> torch.Tensor:
+        return modal_features(self.features, self.residuals, m)
+
+    def install_fused_graph(self, m: str, graph: sp.csr_matrix) -> None:
+        self.item_graphs[m] = SparseGraph(sp.csr_matrix(graph, dtype=np.float32)).to(self.ctx.device)
+
+    def pre_epoch_hook(self, epoch: int) -> None:
+        refresh_fused_graphs(self, epoch)
 
     # -- model -----------------------------------------------------------------------
     def modality_views(self) -> dict[str, torch.Tensor]:

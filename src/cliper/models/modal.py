@@ -36,9 +36,7 @@ def modal_features(features, residuals: nn.ParameterDict | None, modality: str,
 
     Calls ``features.get`` every time so a trainable fusion receives gradients.
     """
-    x = features.get(modality)
-    if rows is not None:
-        x = x.index_select(0, rows)
+    x = features.get(modality, rows)  # a trainable fusion then fuses only ``rows``
     if residuals is not None:
         r = residuals[modality]
         x = x + (r if rows is None else r.index_select(0, rows))

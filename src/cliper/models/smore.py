@@ -19,8 +19,11 @@ choice open. Sections are cited by their titles in the paper's method section.
   similarities as weights (``image_knn_k`` / ``text_knn_k``), D^-1/2 S D^-1/2 with D the row
   sums, built ONCE from the raw features (frozen), in row chunks, cached by feature content
   (:mod:`cliper.graphs.knn`); the fusion graph is their element-wise MAX over the union of edges
-  (the code's ``max_pool_fusion``). ``n_layers`` products h_m = S_m^L e_m; users of a view are
-  R~ h_m with R~ the user-item block of the sym-normalised user-item adjacency.
+  (the code's ``max_pool_fusion``). With a trainable fusion the text graph and the max-union
+  graph are rebuilt from the current fused text every ``graph_refresh_every`` epochs instead
+  (cliper extension, issue 12, :mod:`cliper.models.fused_graphs`). ``n_layers`` products
+  h_m = S_m^L e_m; users of a view are R~ h_m with R~ the user-item block of the
+  sym-normalised user-item adjacency.
 - Behavioural view (Multi-modal Graph Learning): LightGCN (mean of layers 0..``n_ui_layers``) of
   the user and item ID embeddings on the user-item graph: e^b.
 - Modality-aware preference module: attention from the fusion view onto each modality view,
@@ -57,6 +60,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -74,6 +78,7 @@ class SMOREParams(ModelParams):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout on the preference gates (code: dropout_rate)
     train_features: bool = False  # the code trains the raw feature tables; off by default (see docs)
     knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks)
+    graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
 def _gate(d: int) -> nn.Sequential:
@@ -155,6 +160,11 @@ class SMORE(Recommender):
         self.user_item = SparseGraph(sp.csr_matrix(norm[: self.n_users, self.n_users :])).to(ctx.device)
         self.knn_cache = KnnGraphCache(ctx.cache_dir)
         self.graph_keys: dict[str, str] = {}
+        # a trainable fusion's text graph follows its current output (cliper extension, docs/fusion.md)
+        self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
+                                              p.text_knn_k, weighted=True, chunk_size=p.knn_chunk_size)
+        self.item_graph_matrices: dict[str, sp.csr_matrix] = {}
+        follow_fusion(self)
         self.item_graph_matrices = self._build_item_graphs()
         self.item_graphs = {v: SparseGraph(g).to(ctx.device) for v, g in self.item_graph_matrices.items()}
 
@@ -163,8 +173,10 @@ class SMORE(Recommender):
     def _build_item_graphs(self) -> dict[str, sp.csr_matrix]:
         """Weighted, sym-normalised cosine kNN graph per modality + their element-wise max (fusion)."""
         ks = {"image": self.params.image_knn_k, "text": self.params.text_knn_k}
-        graphs: dict[str, sp.csr_matrix] = {}
+        graphs: dict[str, sp.csr_matrix] = {m: self.item_graph_matrices[m] for m in self.fused_graphs.modalities}
         for m in self.modal:
+            if m in graphs:  # followed: built by follow_fusion
+                continue
             x = self.features.get(m).detach()  # the raw (or fused) features at construction; frozen
             # a row whose kept similarities sum to <= 0 (only with k near N) becomes a zero row (the code: NaN)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -174,6 +186,21 @@ class SMORE(Recommender):
         if self.fused:
             graphs["fusion"] = max_union(graphs["image"], graphs["text"])
         return graphs
+
+    def fused_features(self, m: str) -> torch.Tensor:
+        return self.features.get(m)
+
+    def install_fused_graph(self, m: str, graph: sp.csr_matrix) -> None:
+        self.item_graph_matrices[m] = graph
+        if len(self.item_graph_matrices) < len(self.views):  # during construction
+            return
+        if self.fused:
+            self.item_graph_matrices["fusion"] = max_union(self.item_graph_matrices["image"],
+                                                           self.item_graph_matrices["text"])
+        self.item_graphs = {v: SparseGraph(g).to(self.ctx.device) for v, g in self.item_graph_matrices.items()}
+
+    def pre_epoch_hook(self, epoch: int) -> None:
+        refresh_fused_graphs(self, epoch)
 
     # -- model -----------------------------------------------------------------------
     def spectrum(self) -> dict[str, torch.Tensor]:

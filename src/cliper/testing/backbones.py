@@ -249,3 +249,37 @@ def check_graph_cache_follows_features(name: str, tmp_path: Path, **params):
     assert set(other.graph_keys.values()).isdisjoint(first.graph_keys.values())
     assert len(list((tmp_path / "knn").glob("*.npz"))) == 4
     return first, again, other
+
+
+def check_trained_fusion_reaches_scores(name: str, fusion: str = "mlp", epochs: int = 4, **params) -> None:
+    """A kNN-graph backbone's graph follows a trainable fusion (issue 12): after training, the fusion's
+    output differs from its initialisation, the followed graph was rebuilt from it (neighbour lists
+    changed), and putting the initial fusion weights back (graph rebuilt from them) changes the scores."""
+    import copy
+
+    from cliper.models.fused_graphs import refresh_fused_graphs
+
+    feats = tiny_features(N_ITEMS, 16, 12, seed=0, views=4, fusion=fusion)
+    feats.reset_parameters()
+    params.setdefault("graph_refresh_every", 1)
+    model = build(name, features=feats, **params)
+    assert model.fused_graphs.modalities == ["text"]
+    with torch.no_grad():
+        init_text = feats.get("text").clone()
+    init_neighbours = model.fused_graphs.text_indices.clone()
+    torch.manual_seed(0)
+    scores = train_steps(model, epochs)
+    assert feats.fusion_change() > 0
+    with torch.no_grad():
+        assert not torch.allclose(feats.get("text"), init_text, atol=1e-4)
+    assert model.fused_graphs.refreshes == (epochs - 1) // params["graph_refresh_every"]
+    assert not torch.equal(model.fused_graphs.text_indices, init_neighbours), "graph still the untrained fusion's"
+    at_init = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in at_init.features.fusion.named_parameters():
+            p.copy_(feats._fusion_init[n])
+    refresh_fused_graphs(at_init)
+    assert torch.equal(at_init.fused_graphs.text_indices, init_neighbours)  # same fusion weights, same graph
+    at_init.eval()
+    with torch.no_grad():
+        assert not torch.allclose(at_init.full_sort_predict(torch.arange(N_USERS)), scores)

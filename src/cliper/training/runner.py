@@ -237,10 +237,22 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, data
         "torch": torch.__version__,
         "python": platform.python_version(),
         "features": _feature_provenance(cfg),
+        "fusion": fusion_record(model),
         "inputs": inputs,
     }
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     return metrics
+
+
+def fusion_record(model: Recommender) -> dict[str, Any] | None:
+    """The fusion of the reported (best-valid) weights: method, trainable, largest weight change since init.
+
+    ``cliper ablate --kind fusion`` refuses a trainable fusion whose weights never moved."""
+    features = getattr(model, "features", None)
+    if features is None or features.fusion is None:
+        return None
+    return {"method": features.fusion_method, "trainable": features.trainable,
+            "weight_change": features.fusion_change()}
 
 
 def _save_test_per_user(model: Recommender, evaluator: Evaluator, run_dir: Path) -> None:
