@@ -162,9 +162,14 @@ def test_unequal_embedding_and_feature_sizes_are_one_config_error():
         C.build(NAME, feat_embed_dim=32)
 
 
-def test_default_trains_the_feature_tables_as_mmrec():
-    """MMRec loads FREEDOM's features with freeze=False; the default follows it: a step moves them."""
-    model = C.build(NAME, reg_weight=1.0)
+def test_default_freezes_the_feature_tables():
+    """Frozen by default (a measured decision, docs/backbones/freedom.md): no residual is made."""
+    assert C.build(NAME).residuals is None
+
+
+def test_train_features_trains_the_tables_as_mmrec():
+    """MMRec loads FREEDOM's features with freeze=False; ``train_features: true`` does that: a step moves them."""
+    model = C.build(NAME, reg_weight=1.0, train_features=True)
     before = C.loss_at(model, C.make_batch())
     model.train()
     model.pre_epoch_hook(1)
