@@ -79,3 +79,21 @@ def test_layer_sum_equals_the_per_layer_loop_bit_for_bit():
 def test_layer_sum_rejects_negative_depth():
     with pytest.raises(ValueError, match="n_layers"):
         layer_sum(SparseGraph(_matrix()), torch.randn(20, 2), -1)
+
+
+def test_sparse_graph_deepcopies():
+    """A model holding a CSR graph can be deep-copied (torch alone cannot copy a CSR tensor)."""
+    import copy
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from cliper.graphs.adjacency import SparseGraph
+
+    m = sp.random(30, 20, density=0.2, format="csr", random_state=np.random.default_rng(0), dtype=np.float32)
+    g = SparseGraph(m)
+    c = copy.deepcopy(g)
+    x = torch.randn(20, 3)
+    assert c.matrix is not g.matrix and c.shape == g.shape
+    assert torch.equal(c @ x, g @ x)
+    assert torch.allclose(c @ x, torch.from_numpy(m.toarray()) @ x, atol=1e-6)

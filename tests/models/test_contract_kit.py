@@ -33,8 +33,11 @@ def test_fails_when_scores_depend_on_the_chunk():
 
 def test_fails_on_a_stale_evaluation_cache(monkeypatch):
     model = C.build("lightgcn")
-    # break the contract: the eval cache survives a return to training, so scores stay frozen
+    # break the contract: a cache that never forgets its first value, whatever the weights do
     monkeypatch.setattr(type(model), "train", lambda self, mode=True: torch.nn.Module.train(self, mode))
+    memo: dict = {}
+    monkeypatch.setattr(type(model), "cached",
+                        lambda self, compute: compute() if self.training else memo.setdefault(id(self), compute()))
     with pytest.raises(AssertionError, match="stale"):
         C.check_model_ranking(model)
 

@@ -84,6 +84,15 @@ class SparseGraph:
         self.matrix_t = self.matrix if same else self.matrix_t.to(device)
         return self
 
+    def __deepcopy__(self, memo: dict) -> "SparseGraph":
+        # torch cannot deepcopy a CSR tensor (no storage access); a clone of each part is the copy
+        new = object.__new__(SparseGraph)
+        new.shape, new.nnz = self.shape, self.nnz
+        new.matrix = self.matrix.clone()
+        new.matrix_t = new.matrix if self.matrix_t is self.matrix else self.matrix_t.clone()
+        memo[id(self)] = new
+        return new
+
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
             return _SpMM.apply(self.matrix, self.matrix_t, x)
