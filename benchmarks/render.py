@@ -31,6 +31,14 @@ SECTIONS = {
     "quickstart_results": ("Offline demo: vanilla vs CLIPER features (synthetic)", "python benchmarks/bench_quickstart.py"),
     "quickstart": ("Offline demo: wall time per stage (synthetic)", "python benchmarks/bench_quickstart.py"),
     "models": ("Training and evaluation speed, peak memory", "python benchmarks/bench_models.py"),
+    "models_issue13_partial": ("Speed, eval ratio to the bare ranking operations, peak memory vs MMRec (Baby, partial)",
+                               "python benchmarks/bench_models.py --models lightgcn,vbpr,freedom --datasets baby "
+                               "--epochs 1 --evals 1 --name models_issue13_partial"),
+    "models_issue13_clothing": ("Peak memory on a Clothing-sized graph (synthetic)",
+                                "python benchmarks/bench_models.py --models lightgcn,bpr --datasets clothing "
+                                "--epochs 1 --evals 1 --name models_issue13_clothing"),
+    "precision": ("bf16 autocast against fp32 at an equal epoch budget (random features)",
+                  "python benchmarks/bench_precision.py --models vbpr,mmgcn --epochs 3 --seeds 1,2"),
     "extract": ("Feature extraction speed", "python benchmarks/bench_extract.py"),
     "data": ("Dataset building speed", "python benchmarks/bench_data.py"),
     "demo": ("Demo catalogue and CLIP training time (synthetic)", "python benchmarks/bench_demo.py"),
@@ -59,7 +67,7 @@ side by side: a re-run replaces the file.
 
 Larger runs that these machines could not fit in one sitting are not recorded yet; their commands:
 
-- every backbone on both graphs: `python benchmarks/bench_models.py --datasets baby,sports --epochs 1 --evals 1 --threads 1 --mallopt`
+- every backbone on both graphs and the synthetic Clothing-sized one: `python benchmarks/bench_models.py --datasets baby,sports,clothing --epochs 1 --evals 1 --threads 1 --name models_issue13`
 - ID-only quality on Sports as well: `python benchmarks/bench_quality.py --runs baby:lightgcn,baby:bpr,sports:lightgcn`
 - multimodal backbones trained to early stopping on seeded random features (a plumbing check, not a
   CLIPER result): `python benchmarks/bench_quality.py --runs baby:vbpr,baby:lattice,baby:bm3,baby:freedom --name quality_random`
