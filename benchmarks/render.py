@@ -38,7 +38,15 @@ SECTIONS = {
                                 "python benchmarks/bench_models.py --models lightgcn,bpr --datasets clothing "
                                 "--epochs 1 --evals 1 --name models_issue13_clothing"),
     "precision": ("bf16 autocast against fp32 at an equal epoch budget (random features)",
-                  "python benchmarks/bench_precision.py --models vbpr,mmgcn --epochs 3 --seeds 1,2"),
+                  "python benchmarks/bench_precision.py --models vbpr --epochs 3 --seeds 1,2"),
+    "precision_mmgcn": ("bf16 autocast against fp32, MMGCN (random features)",
+                        "python benchmarks/bench_precision.py --models mmgcn --epochs 1 --seeds 1,2 --name precision_mmgcn"),
+    "models_keep_freed_on": ("runtime.keep_freed_memory on: speed and peak memory",
+                             "python benchmarks/bench_models.py --models vbpr,lightgcn --datasets baby --epochs 2 "
+                             "--evals 1 --keep-freed-memory --name models_keep_freed_on"),
+    "models_keep_freed_off": ("runtime.keep_freed_memory off (the default), run right after it",
+                              "python benchmarks/bench_models.py --models vbpr,lightgcn --datasets baby --epochs 2 "
+                              "--evals 1 --name models_keep_freed_off"),
     "extract": ("Feature extraction speed", "python benchmarks/bench_extract.py"),
     "data": ("Dataset building speed", "python benchmarks/bench_data.py"),
     "demo": ("Demo catalogue and CLIP training time (synthetic)", "python benchmarks/bench_demo.py"),
