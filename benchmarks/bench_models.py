@@ -1,24 +1,35 @@
-"""Seconds per training epoch, seconds per full evaluation pass and peak memory of every backbone.
+"""Seconds per training epoch, seconds per evaluation pass (and its ratio to the bare ranking
+operations), peak memory and thread count of every backbone.
 
 Each (dataset, model) runs in a FRESH subprocess, so its peak resident set size
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own: Python + torch + the loaded
-graph + seeded random features + the model, i.e. what ``cliper train`` would hold. The
-model is built like ``cliper train`` builds it (packaged per-model YAML defaults, the
-runner's ``build_model``), trained with the trainer's own ``train_epoch`` (shuffling,
-negative sampling, Adam), and evaluated with the :class:`Evaluator` on the valid split.
+(``VmHWM`` of /proc/self/status, :func:`cliper.runtime.peak_rss_mb`) is its own: Python +
+torch + the graph + the features the model reads + the model + its training and
+evaluation temporaries, i.e. what ``cliper train`` holds for one epoch with a valid and a
+test pass. The worker builds the model as ``cliper train`` does: packaged per-model YAML
+defaults, features loaded only when the model reads them (``modalities != ()``) and handed
+to it without a copy, the runner's ``build_model``, threads from the runner's rule
+(``--threads``, else ``$CLIPER_THREADS``, else :func:`cliper.runtime.default_threads`),
+glibc's default allocator unless ``--keep-freed-memory``. It trains with the trainer's own
+``train_epoch`` and evaluates with the :class:`Evaluator` (valid passes, then one test pass).
+
+``bare s`` is, in the same process and on the same user chunks as the valid pass, only the
+operations any full-ranking evaluator must do: the chunked [users x 64] @ [64 x items]
+matmul of random embeddings, the train-item mask and top-50. ``x bare`` = s/eval / bare s:
+what the model's own representation compute, the metrics and the bookkeeping add (the
+target is <= 1.1).
+
 Features are SEEDED RANDOM (4096-d image + 384-d text by default, the widths of MMRec's
-features; ``--clip`` for 768/768), never real features: figures are for speed and
-memory only. The kNN graph cache starts empty (``build_s`` includes building it) unless
+features; ``--clip`` for 768/768), never real features: figures are for speed and memory
+only. ``clothing`` is a SYNTHETIC graph of Amazon Clothing's size (39,387 users, 23,033
+items, 278,677 interactions, skewed degrees; the real Clothing is not on these machines),
+for memory. The kNN graph cache starts empty (``build s`` includes building it) unless
 ``--cache-dir`` points at a warm one.
 
     python benchmarks/bench_models.py --models freedom,lattice --datasets baby,sports
-    python benchmarks/bench_models.py --epochs 3 --json bench.json
+    python benchmarks/bench_models.py --models lightgcn --datasets clothing --epochs 1 --evals 1
 
-The table is also written to ``benchmarks/results/<--name>.json`` (default ``models``)
-through :func:`results_io.write_result`; ``python benchmarks/render.py`` renders it.
-
-Reference toolbox (MMRec) figures on this kind of machine (2 cores, Baby, random
-4096/384 features, default configs; from the project brief) are printed beside ours.
+The table is written to ``benchmarks/results/<--name>.json`` (default ``models``) through
+:func:`results_io.write_result`; ``python benchmarks/render.py`` renders it.
 """
 
 from __future__ import annotations
@@ -26,52 +37,109 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from results_io import write_result
 
-# s/epoch, s/eval, peak GiB of MMRec (None: not measured)
+# MMRec on Baby at 1 thread, 4096-d image + 384-d random text features, measured side by side with
+# cliper on the same machine: the table of issue 13 (s/epoch, s/eval pass, peak RSS GiB).
 REFERENCE = {
-    ("baby", "vbpr"): (3.7, 2.0, 1.0),
-    ("baby", "mmgcn"): (77.5, 1.9, 2.0),
-    ("baby", "dualgnn"): (54.1, 1.9, 1.4),
-    ("baby", "lattice"): (23.5, 26.7, 3.2),
-    ("baby", "slmrec"): (21.3, 2.1, 1.5),
-    ("baby", "bm3"): (16.8, 2.1, 1.3),
-    ("baby", "freedom"): (16.8, 2.1, 1.3),
-    ("sports", "freedom"): (79.3, 5.5, 2.7),
-    ("baby", "lightgcn"): (2.5, None, None),
-    ("sports", "lightgcn"): (10.7, None, None),
+    ("baby", "lightgcn"): (4.07, 3.32, 0.83),
+    ("baby", "vbpr"): (8.89, 3.97, 0.97),
+    ("baby", "freedom"): (25.3, 3.38, 1.29),
+    ("baby", "lattice"): (87.9, 115.5, 3.18),
+    ("baby", "slmrec"): (28.1, 3.36, 1.51),
+    ("baby", "dualgnn"): (85.4, 3.06, 1.33),
+    ("baby", "mmgcn"): (156.5, 3.08, 1.93),
+    ("clothing", "lightgcn"): (None, None, 1.56),  # issue 13: on the real Clothing graph
 }
+REFERENCE_SOURCE = ("MMRec figures: issue 13's side-by-side table (MMRec at 1 thread on Baby, 4096-d image and "
+                    "384-d random text features); the Clothing LightGCN peak (1.56 GiB) is MMRec's on the REAL "
+                    "Clothing graph, ours is on the synthetic one of the same size. Not re-measured here.")
 DATASETS = {"baby": "amazon-baby", "sports": "amazon-sports"}
+CLOTHING = {"users": 39387, "items": 23033, "interactions": 278677}
+BARE_DIM, BARE_K = 64, 50
 
 
-def _rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss is KiB on Linux
+def clothing_synthetic(path: Path, n_users: int = CLOTHING["users"], n_items: int = CLOTHING["items"],
+                       n_inter: int = CLOTHING["interactions"], seed: int = 0) -> Path:
+    """A seeded graph of Amazon Clothing's size: Pareto user degrees (>= 3 each) and item popularity,
+    every item used, per-user random 80/10/10 split with at least one valid and one test pair."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    w = rng.pareto(2.0, n_users) + 1.0
+    deg = 3 + np.floor((n_inter - 3 * n_users) * w / w.sum()).astype(np.int64)
+    deg[: n_inter - int(deg.sum())] += 1
+    pop = rng.pareto(1.5, n_items) + 1.0
+    pop /= pop.sum()
+    users = np.repeat(np.arange(n_users), deg)
+    items = rng.choice(n_items, size=users.size, p=pop)
+    items[rng.choice(users.size, n_items, replace=False)] = rng.permutation(n_items)
+    for _ in range(50):  # redraw repeated (user, item) pairs
+        _, first = np.unique(users * n_items + items, return_index=True)
+        dup = np.ones(users.size, bool)
+        dup[first] = False
+        if not dup.any():
+            break
+        items[dup] = rng.choice(n_items, size=int(dup.sum()), p=pop)
+    keep = np.sort(np.unique(users * n_items + items, return_index=True)[1])
+    users, items = users[keep], items[keep]
+    order = np.lexsort((rng.random(users.size), users))
+    users, items = users[order], items[order]
+    counts = np.bincount(users, minlength=n_users)
+    rank = np.arange(users.size) - np.r_[0, np.cumsum(counts)[:-1]][users]
+    n_eval = np.maximum(1, np.round(0.1 * counts[users])).astype(np.int64)
+    label = np.where(rank < n_eval, 1, np.where(rank < 2 * n_eval, 2, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("userID\titemID\tx_label\n")
+        np.savetxt(fh, np.c_[users, items, label], fmt="%d", delimiter="\t")
+    return path
+
+
+def dataset_path(name: str, scratch: Path) -> Path | None:
+    if name == "clothing":
+        target = scratch / "clothing-synthetic" / "clothing.inter"
+        return target.parent if target.is_file() else clothing_synthetic(target).parent
+    from cliper.paths import shared_dataset
+
+    return shared_dataset(DATASETS[name])
+
+
+def bare_eval_ops(evaluator, n_users: int, n_items: int) -> float:
+    """Seconds of the minimum ranking work on the valid split's chunks: matmul, train mask, top-50."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    users_emb, items_emb = torch.randn(n_users, BARE_DIM, generator=g), torch.randn(n_items, BARE_DIM, generator=g)
+    t = time.perf_counter()
+    with torch.no_grad():
+        for users, (rows, cols), _ in evaluator._chunks("valid"):
+            scores = users_emb[torch.from_numpy(users)] @ items_emb.T
+            scores[rows, cols] = -torch.inf
+            torch.topk(scores, min(BARE_K, n_items), dim=1)
+    return time.perf_counter() - t
 
 
 def worker(args) -> dict:
     """Runs inside the subprocess: one model on one dataset."""
-    if args.mallopt:
-        from cliper.runtime import keep_freed_memory
+    from cliper.runtime import keep_freed_memory, peak_rss_mb, set_threads
 
-        keep_freed_memory()
+    if args.keep_freed_memory:
+        keep_freed_memory(True)
+    threads = set_threads(args.threads)
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
     from cliper.config.loader import load_config
-    from cliper.paths import shared_dataset
-    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
+    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator, uses_features
     from cliper.training.trainer import Trainer
 
-    path = shared_dataset(DATASETS[args.dataset])
-    overrides = [f"dataset.path={path}", f"model.name={args.model}", f"train.epochs={args.epochs}",
+    overrides = [f"dataset.path={args.path}", f"model.name={args.model}", f"train.epochs={args.epochs}",
                  "train.checkpoint=false", *args.override]
     if args.image_dim:
         overrides.append(f"features.random_image_dim={args.image_dim}")
@@ -79,12 +147,13 @@ def worker(args) -> dict:
         overrides.append(f"features.random_text_dim={args.text_dim}")
     cfg = load_config(overrides=overrides)
     data = load_dataset(cfg)
-    features = build_features(cfg, data.n_items)
     device = torch.device("cpu")
-    base_rss = _rss_gib()
     t0 = time.perf_counter()
-    model = build_model(cfg, data, features, device)
+    features = build_features(cfg, data.n_items) if uses_features(cfg) else None
+    model = build_model(cfg, data, features, device, own_features=True)
+    del features
     build_s = time.perf_counter() - t0
+    base_rss = peak_rss_mb()
     evaluator = make_evaluator(cfg, data, device)
     trainer = Trainer(model, data, evaluator, cfg.train, cfg.eval.valid_metric, cfg.seed, None,
                       progress=False, device=device)
@@ -98,49 +167,64 @@ def worker(args) -> dict:
         t = time.perf_counter()
         recall = evaluator.evaluate(model, "valid")["recall@20"]
         evals.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    evaluator.evaluate(model, "test")
+    test_s = time.perf_counter() - t
+    peak = peak_rss_mb()  # before the bare operations, which allocate their own (same-sized) chunks
+    bare = [bare_eval_ops(evaluator, data.n_users, data.n_items) for _ in range(args.evals)]
+    eval_s, bare_s = sum(evals) / len(evals), sum(bare) / len(bare)
     return {
         "dataset": args.dataset, "model": args.model, "users": data.n_users, "items": data.n_items,
-        "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": torch.get_num_threads(),
-        "build_s": build_s, "epoch_s": sum(epochs) / len(epochs), "epoch_s_all": epochs,
-        "eval_s": sum(evals) / len(evals), "peak_rss_gib": _rss_gib(), "base_rss_gib": base_rss,
-        "last_loss": losses[-1], "valid_recall@20": recall,
+        "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": threads,
+        "torch_threads": torch.get_num_threads(), "build_s": build_s, "epoch_s": sum(epochs) / len(epochs),
+        "epoch_s_all": epochs, "eval_s": eval_s, "eval_s_all": evals, "test_s": test_s, "bare_s": bare_s,
+        "x_bare": eval_s / bare_s, "peak_rss_gib": peak / 1024, "base_rss_gib": base_rss / 1024,
+        "loaded_features": uses_features(cfg), "last_loss": losses[-1], "valid_recall@20": recall,
     }
 
 
-def run_one(args, dataset: str, model: str) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--dataset", dataset, "--model", model, "--epochs", str(args.epochs),
-           "--evals", str(args.evals), "--image-dim", str(args.image_dim), "--text-dim", str(args.text_dim)]
+def run_one(args, dataset: str, path: Path, model: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--dataset", dataset, "--path", str(path), "--model", model,
+           "--epochs", str(args.epochs), "--evals", str(args.evals), "--image-dim", str(args.image_dim),
+           "--text-dim", str(args.text_dim)]
     for o in args.override:
         cmd += ["-o", o]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    if args.mallopt:
-        cmd.append("--mallopt")
+    if args.keep_freed_memory:
+        cmd.append("--keep-freed-memory")
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="cliper-bench-cache-") as cold:
         env["CLIPER_CACHE_DIR"] = args.cache_dir or cold
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            return {"dataset": dataset, "model": model, "error": f"over --timeout {args.timeout} s"}
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"dataset": dataset, "model": model, "error": " | ".join(tail)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-COLUMNS = ["dataset", "model", "build s", "s/epoch", "s/eval", "peak GiB", "valid R@20",
-           "reference s/epoch", "reference s/eval", "reference GiB", "x train", "x eval"]
+COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "s/eval", "bare s", "x bare", "peak GiB",
+           "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec"]
+
+
+def _r(x, n=2):
+    return None if x is None else round(x, n)
 
 
 def result_row(r: dict) -> dict:
-    """One row of the JSON result (rounded figures; the reference columns come from REFERENCE)."""
+    """One row of the JSON result (rounded figures; the MMRec columns come from REFERENCE)."""
     if "error" in r:
         return {"dataset": r["dataset"], "model": r["model"], "build s": "error: " + r["error"]}
     ref = REFERENCE.get((r["dataset"], r["model"]), (None, None, None))
     return {
-        "dataset": r["dataset"], "model": r["model"], "build s": round(r["build_s"], 2),
-        "s/epoch": round(r["epoch_s"], 2), "s/eval": round(r["eval_s"], 2), "peak GiB": round(r["peak_rss_gib"], 2),
-        "valid R@20": round(r["valid_recall@20"], 4), "reference s/epoch": ref[0], "reference s/eval": ref[1],
-        "reference GiB": ref[2], "x train": round(ref[0] / r["epoch_s"], 1) if ref[0] else None,
-        "x eval": round(ref[1] / r["eval_s"], 1) if ref[1] else None,
+        "dataset": r["dataset"], "model": r["model"], "threads": r["threads"], "build s": _r(r["build_s"]),
+        "s/epoch": _r(r["epoch_s"]), "s/eval": _r(r["eval_s"]), "bare s": _r(r["bare_s"]),
+        "x bare": _r(r["x_bare"]), "peak GiB": _r(r["peak_rss_gib"]), "valid R@20": _r(r["valid_recall@20"], 4),
+        "MMRec s/epoch": ref[0], "MMRec s/eval": ref[1], "MMRec GiB": ref[2],
+        "peak / MMRec": _r(r["peak_rss_gib"] / ref[2]) if ref[2] else None,
     }
 
 
@@ -149,8 +233,8 @@ def _fmt(x, spec=".2f") -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'dataset':8} {'model':9} {'build s':>8} {'s/epoch':>8} {'s/eval':>7} {'peak GiB':>8} "
-            f"{'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} | {'x train':>7} {'x eval':>6}")
+    head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'s/eval':>7} {'bare s':>7} "
+            f"{'x bare':>6} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -158,33 +242,35 @@ def print_table(rows: list[dict]) -> None:
             print(f"{r['dataset']:8} {r['model']:9} error: {r['error']}")
             continue
         ref = REFERENCE.get((r["dataset"], r["model"]), (None, None, None))
-        xt = ref[0] / r["epoch_s"] if ref[0] else None
-        xe = ref[1] / r["eval_s"] if ref[1] else None
-        print(f"{r['dataset']:8} {r['model']:9} {r['build_s']:8.2f} {r['epoch_s']:8.2f} {r['eval_s']:7.2f} "
-              f"{r['peak_rss_gib']:8.2f} {r['valid_recall@20']:7.4f} | {_fmt(ref[0], '.1f'):>10} "
-              f"{_fmt(ref[1], '.1f'):>7} {_fmt(ref[2], '.1f'):>5} | {_fmt(xt, '.1f'):>7} {_fmt(xe, '.1f'):>6}")
+        print(f"{r['dataset']:8} {r['model']:9} {r['threads']:>3} {r['build_s']:8.2f} {r['epoch_s']:8.2f} "
+              f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['peak_rss_gib']:8.2f} "
+              f"{r['valid_recall@20']:7.4f} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=None, help="comma-separated model names (default: every registered model)")
-    ap.add_argument("--datasets", default="baby,sports", help="baby, sports (skipped when the shared data is absent)")
+    ap.add_argument("--datasets", default="baby,sports",
+                    help="baby, sports (skipped when the shared data is absent), clothing (synthetic, for memory)")
     ap.add_argument("--epochs", type=int, default=3, help="training epochs measured (mean reported)")
-    ap.add_argument("--evals", type=int, default=2, help="evaluation passes measured (mean reported)")
+    ap.add_argument("--evals", type=int, default=2, help="valid passes measured (mean reported); one test pass follows")
     ap.add_argument("--image-dim", type=int, default=4096)
     ap.add_argument("--text-dim", type=int, default=384)
     ap.add_argument("--clip", action="store_true", help="768-d image and text features (CLIP ViT-L/14 width)")
     ap.add_argument("-o", "--override", action="append", default=[], help="extra config override, e.g. model.dropout=0.9")
     ap.add_argument("--cache-dir", default=None, help="kNN graph cache to use (default: a fresh, empty one)")
+    ap.add_argument("--scratch", default=None, help="where the synthetic Clothing graph is written (default: a temp dir)")
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per model before giving up")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--mallopt", action="store_true",
-                    help="glibc mallopt: keep large freed blocks (avoids page faults on big temporaries)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: the runner's rule: $CLIPER_THREADS, else cliper.runtime.default_threads)")
+    ap.add_argument("--keep-freed-memory", "--mallopt", dest="keep_freed_memory", action="store_true",
+                    help="runtime.keep_freed_memory: glibc keeps large freed blocks (fewer page faults, higher peak)")
     ap.add_argument("--json", default=None, help="also write the raw rows to this JSON file")
     ap.add_argument("--name", default="models",
                     help="result name: writes benchmarks/results/<name>.json (rendered by benchmarks/render.py)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dataset", help=argparse.SUPPRESS)
+    ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.clip:
@@ -194,33 +280,40 @@ def main() -> None:
         return
 
     from cliper.models import available_models
-    from cliper.paths import shared_dataset
 
     models = args.models.split(",") if args.models else available_models()
     rows = []
-    for ds in args.datasets.split(","):
-        if ds not in DATASETS:
-            sys.exit(f"unknown dataset {ds!r}; choose from {', '.join(DATASETS)}")
-        if shared_dataset(DATASETS[ds]) is None:
-            print(f"skipping {ds}: shared data {DATASETS[ds]} not found")
-            continue
-        for m in models:
-            print(f"... {ds} {m}", file=sys.stderr, flush=True)
-            rows.append(run_one(args, ds, m))
-    print(f"seeded random features: image {args.image_dim}-d, text {args.text_dim}-d; peak = ru_maxrss of a fresh "
-          f"process per model (includes Python, torch, data and features); {args.epochs} epochs, {args.evals} evals; "
-          f"threads {args.threads or 'default'}; mallopt {'on' if args.mallopt else 'off'}")
+    with tempfile.TemporaryDirectory(prefix="cliper-bench-data-") as tmp:
+        scratch = Path(args.scratch or tmp)
+        for ds in args.datasets.split(","):
+            if ds not in (*DATASETS, "clothing"):
+                sys.exit(f"unknown dataset {ds!r}; choose from {', '.join([*DATASETS, 'clothing'])}")
+            path = dataset_path(ds, scratch)
+            if path is None:
+                print(f"skipping {ds}: shared data {DATASETS[ds]} not found")
+                continue
+            for m in models:
+                print(f"... {ds} {m}", file=sys.stderr, flush=True)
+                rows.append(run_one(args, ds, path, m))
+    threads = sorted({r["threads"] for r in rows if "threads" in r})
+    memory = "glibc default allocator" if not args.keep_freed_memory else "runtime.keep_freed_memory on"
+    print(f"seeded random features: image {args.image_dim}-d, text {args.text_dim}-d (loaded only by models that read "
+          f"them); peak = VmHWM of a fresh process per model; {args.epochs} epoch(s), {args.evals} valid pass(es) + 1 "
+          f"test pass; threads {threads}; {memory}; load average now {os.getloadavg()[0]:.2f}")
     print_table(rows)
     if not rows:
         sys.exit("nothing measured: no result written (an existing result file is kept)")
     write_result(args.name, COLUMNS, [result_row(r) for r in rows], notes=(
-        f"Seeded random features (image {args.image_dim}-d, text {args.text_dim}-d): speed and memory only, not "
-        f"results of the method. s/epoch = mean of {args.epochs} epochs of the trainer's train_epoch; s/eval = mean "
-        f"of {args.evals} full-ranking passes on the valid split; peak = ru_maxrss of a fresh process per model "
-        f"(Python, torch, data, features, model); build s includes building kNN graphs from an empty cache. "
-        f"valid R@20 after {args.epochs} epoch(s) is a plumbing check. mallopt {'on' if args.mallopt else 'off'}. "
-        "Reference columns: MMRec figures from the project brief (2 threads, idle machine), not measured here; "
-        "x train / x eval = reference time / our time."), threads=args.threads)
+        f"Seeded random features (image {args.image_dim}-d, text {args.text_dim}-d), loaded only by models that "
+        "read features: speed and memory only, not results of the method. 'clothing' is a SYNTHETIC graph of Amazon "
+        "Clothing's size (39,387 users, 23,033 items, 278,677 interactions). "
+        f"s/epoch = mean of {args.epochs} epoch(s) of the trainer's train_epoch; s/eval = mean of {args.evals} "
+        "full-ranking valid pass(es); bare s = the same chunks' [users x 64] @ [64 x items] matmul + train mask + "
+        "top-50 in the same process; x bare = s/eval / bare s (target <= 1.1); peak = VmHWM of a fresh process per "
+        "model after the epochs, the valid passes and one test pass (Python, torch, data, features, model, "
+        f"temporaries); {memory}; threads = torch threads of the row; build s includes building kNN graphs from an "
+        "empty cache. valid R@20 after the measured epochs is a plumbing check. " + REFERENCE_SOURCE),
+        threads=threads[0] if len(threads) == 1 else None)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(rows, fh, indent=2)

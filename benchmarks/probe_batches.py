@@ -6,7 +6,7 @@ kNN cache), the first ``--batches`` batches of epoch 1 are trained with the trai
 batches and optimiser, and one full-ranking evaluation runs on the valid split. It prints
 one JSON line: build seconds, mean seconds per batch, the EXTRAPOLATED seconds per epoch
 (mean batch time x batches per epoch; say so when quoting it), eval seconds, and peak RSS
-of the process (``ru_maxrss``: Python + torch + data + seeded random features + model).
+of the process (``VmHWM``: Python + torch + data + the seeded random features the model reads + model).
 
     python benchmarks/probe_batches.py --model mgcn --dataset sports --batches 3 --threads 1
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import tempfile
 import time
 
@@ -37,7 +36,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from cliper.config.loader import load_config
     from cliper.paths import shared_dataset
-    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
+    from cliper.runtime import peak_rss_mb
+    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator, uses_features
     from cliper.training.trainer import Trainer
 
     path = shared_dataset({"baby": "amazon-baby", "sports": "amazon-sports"}[args.dataset])
@@ -47,10 +47,11 @@ def main() -> None:
                                      f"features.random_image_dim={args.image_dim}",
                                      f"features.random_text_dim={args.text_dim}", *args.override])
         data = load_dataset(cfg)
-        features = build_features(cfg, data.n_items)
+        features = build_features(cfg, data.n_items) if uses_features(cfg) else None  # as cliper train does
         device = torch.device("cpu")
         t0 = time.perf_counter()
-        model = build_model(cfg, data, features, device)
+        model = build_model(cfg, data, features, device, own_features=True)
+        del features
         build_s = time.perf_counter() - t0
         evaluator = make_evaluator(cfg, data, device)
         trainer = Trainer(model, data, evaluator, cfg.train, cfg.eval.valid_metric, cfg.seed, None,
@@ -76,7 +77,7 @@ def main() -> None:
         "dataset": args.dataset, "model": args.model, "users": data.n_users, "items": data.n_items,
         "threads": torch.get_num_threads(), "build_s": round(build_s, 2), "batch_s": [round(x, 2) for x in times],
         "batches_per_epoch": n_batches, "epoch_s_extrapolated": round(sum(times) / len(times) * n_batches, 1),
-        "eval_s": round(eval_s, 2), "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "eval_s": round(eval_s, 2), "peak_rss_gib": round(peak_rss_mb() / 1024, 3),
         "losses": [round(x, 4) for x in losses], "valid_recall@20": recall,
     }))
 

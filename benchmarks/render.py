@@ -31,6 +31,25 @@ SECTIONS = {
     "quickstart_results": ("Offline demo: vanilla vs CLIPER features (synthetic)", "python benchmarks/bench_quickstart.py"),
     "quickstart": ("Offline demo: wall time per stage (synthetic)", "python benchmarks/bench_quickstart.py"),
     "models": ("Training and evaluation speed, peak memory", "python benchmarks/bench_models.py"),
+    "models_issue13_partial": ("Speed, eval ratio to the bare ranking operations, peak memory vs MMRec (Baby)",
+                               "python benchmarks/bench_models.py --models lightgcn,bpr,vbpr,freedom,lattice,slmrec "
+                               "--datasets baby --epochs 1 --evals 1 --name models_issue13_partial"),
+    "models_issue13_rest": ("The same for the other backbones (Baby)",
+                            "python benchmarks/bench_models.py --models dualgnn,bm3,grcn,mgcn,lgmrec,smore,dragon,mmgcn "
+                            "--datasets baby --epochs 1 --evals 1 --timeout 420 --name models_issue13_rest"),
+    "models_issue13_clothing": ("Peak memory on a Clothing-sized graph (synthetic)",
+                                "python benchmarks/bench_models.py --models lightgcn,bpr --datasets clothing "
+                                "--epochs 1 --evals 1 --name models_issue13_clothing"),
+    "precision": ("bf16 autocast against fp32 at an equal epoch budget (random features)",
+                  "python benchmarks/bench_precision.py --models vbpr --epochs 3 --seeds 1,2"),
+    "precision_mmgcn": ("bf16 autocast against fp32, MMGCN (random features)",
+                        "python benchmarks/bench_precision.py --models mmgcn --epochs 1 --seeds 1,2 --name precision_mmgcn"),
+    "models_keep_freed_on": ("runtime.keep_freed_memory on: speed and peak memory",
+                             "python benchmarks/bench_models.py --models vbpr,lightgcn --datasets baby --epochs 2 "
+                             "--evals 1 --keep-freed-memory --name models_keep_freed_on"),
+    "models_keep_freed_off": ("runtime.keep_freed_memory off (the default), run right after it",
+                              "python benchmarks/bench_models.py --models vbpr,lightgcn --datasets baby --epochs 2 "
+                              "--evals 1 --name models_keep_freed_off"),
     "extract": ("Feature extraction speed", "python benchmarks/bench_extract.py"),
     "data": ("Dataset building speed", "python benchmarks/bench_data.py"),
     "demo": ("Demo catalogue and CLIP training time (synthetic)", "python benchmarks/bench_demo.py"),
@@ -59,7 +78,7 @@ side by side: a re-run replaces the file.
 
 Larger runs that these machines could not fit in one sitting are not recorded yet; their commands:
 
-- every backbone on both graphs: `python benchmarks/bench_models.py --datasets baby,sports --epochs 1 --evals 1 --threads 1 --mallopt`
+- every backbone on both graphs and the synthetic Clothing-sized one: `python benchmarks/bench_models.py --datasets baby,sports,clothing --epochs 1 --evals 1 --threads 1 --name models_issue13`
 - ID-only quality on Sports as well: `python benchmarks/bench_quality.py --runs baby:lightgcn,baby:bpr,sports:lightgcn`
 - multimodal backbones trained to early stopping on seeded random features (a plumbing check, not a
   CLIPER result): `python benchmarks/bench_quality.py --runs baby:vbpr,baby:lattice,baby:bm3,baby:freedom --name quality_random`

@@ -102,3 +102,32 @@ def test_wrong_score_shape_is_reported():
 
     with pytest.raises(RuntimeError, match="expected"):
         Evaluator(data).evaluate(Bad(), "test")
+
+
+def test_hits_by_key_lookup_match_a_per_user_set_computation():
+    """Random scores on a random graph: recall@K and hit@K equal a plain per-user set computation."""
+    from cliper.testing import tiny_dataset
+
+    data = tiny_dataset(n_users=50, n_items=30, per_user=9, seed=3)
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(data.n_users, data.n_items, generator=g)
+
+    class Random:
+        def full_sort_predict(self, users):
+            return table[users].clone()
+
+    res = Evaluator(data, topk=(5, 10), metrics=("recall", "hit"), batch_size=7).evaluate(Random(), "test")
+    train, test = data.matrix("train").tolil().rows, data.matrix("test").tolil().rows
+    rec, hit = {5: [], 10: []}, {5: [], 10: []}
+    for u in range(data.n_users):
+        if not test[u]:
+            continue
+        ranked = [i for i in torch.argsort(table[u], descending=True).tolist() if i not in set(train[u])]
+        for k in (5, 10):
+            n = len(set(ranked[:k]) & set(test[u]))
+            rec[k].append(n / len(test[u]))
+            hit[k].append(float(n > 0))
+    for k in (5, 10):
+        assert res[f"recall@{k}"] == pytest.approx(np.mean(rec[k]))
+        assert res[f"hit@{k}"] == pytest.approx(np.mean(hit[k]))
+    assert 0 < res["recall@10"] < 1

@@ -26,6 +26,14 @@ def _csr_rows_to_tensors(matrix, rows: np.ndarray) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(local), torch.from_numpy(cols.astype(np.int64))
 
 
+def _hit_matrix(top: torch.Tensor, truth_nz: tuple[torch.Tensor, torch.Tensor], n_items: int) -> torch.Tensor:
+    """B x K bool: is ``top[b, r]`` among row b's relevant items (given as (row, column) pairs)."""
+    rows, cols = truth_nz
+    keys = rows * n_items + cols
+    top_keys = torch.arange(top.shape[0]).unsqueeze(1) * n_items + top
+    return torch.isin(top_keys, keys)
+
+
 class Evaluator:
     """Scores users in chunks of ``batch_size`` so memory stays bounded.
 
@@ -33,6 +41,11 @@ class Evaluator:
     -inf, top-max(K) by ``torch.topk``, hits looked up in the split's relevant items,
     and every metric accumulated as a per-user sum. Averages are over users with at
     least one relevant item in the split.
+
+    The only B x n_items tensor is the score chunk: hits are found by looking the B x K
+    (row, item) keys up among the chunk's relevant keys, and relevant counts come from
+    the CSR row pointers, so no dense B x n_items truth mask is built or summed (on the
+    Clothing-sized graph that mask's row sums cost more than the matrix product).
     """
 
     def __init__(
@@ -92,10 +105,8 @@ class Evaluator:
         all_users = []
         for users, train_nz, truth_nz in self._chunks(split):
             top = self._ranked(model, users, train_nz, kmax)
-            truth = torch.zeros(users.size, self.data.n_items, dtype=torch.bool)
-            truth[truth_nz] = True
-            hits = truth.gather(1, top)
-            n_rel = truth.sum(1)
+            hits = _hit_matrix(top, truth_nz, self.data.n_items)
+            n_rel = torch.bincount(truth_nz[0], minlength=users.size)
             if hits.shape[1] < kmax:  # fewer items than K: pad with misses
                 hits = torch.nn.functional.pad(hits, (0, kmax - hits.shape[1]))
             for m in self.metrics:

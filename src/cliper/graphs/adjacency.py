@@ -94,9 +94,13 @@ class SparseGraph:
         return new
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return _SpMM.apply(self.matrix, self.matrix_t, x)
-        return sparse_mm(self.matrix, x)
+        # always fp32, also under train.precision=bf16/fp16 autocast: sparse CSR kernels have no
+        # bf16 CPU implementation, and propagation sums are where low precision hurts most
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(self.matrix.dtype)
+            if torch.is_grad_enabled() and x.requires_grad:
+                return _SpMM.apply(self.matrix, self.matrix_t, x)
+            return sparse_mm(self.matrix, x)
 
     def __repr__(self) -> str:
         return f"SparseGraph(shape={self.shape}, nnz={self.nnz})"

@@ -135,7 +135,9 @@ CSR_MIN_NNZ = 1 << 15
 
 def _spmm(crow: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, shape, x: torch.Tensor) -> torch.Tensor:
     """``A @ x`` for A given by (CSR row pointer, COO indices) and values in row-major order."""
-    with warnings.catch_warnings():
+    dtype = torch.promote_types(values.dtype, x.dtype)  # bf16 autocast grads meet fp32 values: compute in fp32
+    values, x = values.to(dtype), x.to(dtype)
+    with warnings.catch_warnings(), torch.autocast(x.device.type, enabled=False):
         warnings.simplefilter("ignore", UserWarning)
         if values.numel() >= CSR_MIN_NNZ:
             return torch.sparse_csr_tensor(crow, indices[1], values, size=shape) @ x

@@ -1,0 +1,165 @@
+"""Issue 12/13 loop settings: the early-stopping tie rule, train.precision, timings logged apart,
+threads, and ID-only models never loading feature files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cliper.config import load_config
+from cliper.errors import ConfigError
+from cliper.testing import tiny_dataset
+from cliper.testing import write_inter as _write_inter
+from cliper.training.runner import build_model, make_evaluator, train_run
+from cliper.training.trainer import Trainer
+
+
+@pytest.fixture
+def inter(tmp_path):
+    return _write_inter(tiny_dataset(n_users=60, n_items=40, per_user=10, seed=1), tmp_path / "tiny.inter")
+
+
+def _cfg(inter, *extra, model="lightgcn"):
+    return load_config(overrides=[f"dataset.path={inter}", f"model.name={model}", "train.batch_size=64",
+                                  "train.epochs=6", "train.patience=50", "eval.batch_size=16", *extra])
+
+
+class Scripted:
+    """An evaluator whose valid metric follows a script (the test metric is the epoch's index)."""
+
+    def __init__(self, values):
+        self.values, self.calls = list(values), 0
+
+    def evaluate(self, model, split="valid"):
+        if split == "valid":
+            self.calls += 1
+            return {"recall@20": self.values[self.calls - 1]}
+        return {"recall@20": float(self.calls)}
+
+
+def _trainer(inter, values, *extra):
+    from cliper.training.runner import load_dataset
+
+    cfg = _cfg(inter, f"train.epochs={len(values)}", *extra)
+    data = load_dataset(cfg)
+    model = build_model(cfg, data, None)
+    return Trainer(model, data, Scripted(values), cfg.train, "recall@20", cfg.seed, None, progress=False)
+
+
+def test_default_tie_rule_is_the_references_4_decimal_rounding(inter):
+    # 0.05004 rounds to 0.0500: a tie with the best, not an improvement (MMRec: round(., 4), then strict >)
+    t = _trainer(inter, [0.05, 0.05004, 0.05006, 0.05006])
+    r = t.fit()
+    assert r.best_epoch == 3 and [h["best"] for h in t.history] == [True, False, True, False]
+    assert r.test == {"recall@20": 3.0}  # test metrics of the selected epoch
+
+
+def test_unrounded_comparison_and_min_delta(inter):
+    t = _trainer(inter, [0.05, 0.05004, 0.05006], "train.metric_decimals=null")
+    assert t.fit().best_epoch == 3 and [h["best"] for h in t.history] == [True, True, True]
+    # min_delta: a gain must exceed it (after rounding)
+    t = _trainer(inter, [0.05, 0.0504, 0.0506, 0.0520], "train.min_delta=0.0005")
+    t.fit()
+    assert [h["best"] for h in t.history] == [True, False, True, True]
+
+
+def test_ties_count_towards_patience(inter):
+    t = _trainer(inter, [0.1, 0.10001, 0.10002, 0.2], "train.patience=2")
+    r = t.fit()
+    assert r.stopped_early and r.epochs_run == 3 and r.best_epoch == 1
+
+
+def test_valid_test_and_save_seconds_are_logged_apart(inter, tmp_path):
+    m = train_run(_cfg(inter, "train.epochs=2"), tmp_path / "r", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "r" / "epochs.jsonl").read_text().splitlines()]
+    for r in rows:
+        assert {"valid_seconds", "test_seconds", "save_seconds"} <= set(r) and "eval_seconds" not in r
+        assert r["valid_seconds"] > 0
+        assert (r["test_seconds"] > 0) == r["best"]  # the test pass and best.pt write run on improvement only
+    assert m["eval_seconds"] == pytest.approx(sum(r["valid_seconds"] + r["test_seconds"] for r in rows), abs=0.01)
+    assert m["threads"] == torch.get_num_threads() and m["precision"] == "fp32"
+
+
+def test_fp16_on_cpu_is_one_clear_error(inter, tmp_path):
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        train_run(_cfg(inter, "train.precision=fp16"), tmp_path / "r", progress=False)
+    with pytest.raises(Exception, match="precision"):
+        _cfg(inter, "train.precision=fp8")
+
+
+def test_bf16_autocast_trains_close_to_fp32(inter, tmp_path):
+    extra = ("features.random_image_dim=32", "features.random_text_dim=16", "train.epochs=3")
+    a = train_run(_cfg(inter, *extra, model="vbpr"), tmp_path / "a", progress=False)
+    b = train_run(_cfg(inter, *extra, "train.precision=bf16", model="vbpr"), tmp_path / "b", progress=False)
+    la = [json.loads(x)["loss"] for x in (tmp_path / "a" / "epochs.jsonl").read_text().splitlines()]
+    lb = [json.loads(x)["loss"] for x in (tmp_path / "b" / "epochs.jsonl").read_text().splitlines()]
+    assert la != lb  # the linear projections really ran in bf16
+    assert np.allclose(la, lb, rtol=0.02) and all(np.isfinite(lb))
+    assert b["precision"] == "bf16"
+
+
+def test_bf16_resume_is_bit_exact(inter, tmp_path):
+    cfg = _cfg(inter, "train.precision=bf16")
+    full = train_run(cfg, tmp_path / "full", progress=False)
+    part = tmp_path / "part"
+    train_run(_cfg(inter, "train.precision=bf16", "train.epochs=3"), part, progress=False)
+    (part / "metrics.json").unlink()
+    import yaml
+
+    (part / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    assert train_run(cfg, part, resume=True, progress=False)["test"] == full["test"]
+
+
+def test_default_threads_rule():
+    from cliper.runtime import default_threads
+
+    assert [default_threads(n) for n in (1, 2, 3, 7, 8, 16, 32, 128)] == [1, 1, 1, 1, 2, 4, 8, 8]
+
+
+def test_set_threads_without_setting_uses_the_rule(monkeypatch):
+    from cliper import runtime
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("CLIPER_THREADS", raising=False)
+    try:
+        assert runtime.set_threads(None) == runtime.default_threads() == torch.get_num_threads()
+        monkeypatch.setenv("CLIPER_THREADS", "-2")
+        with pytest.raises(ConfigError, match="positive integer"):
+            runtime.set_threads(None)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_id_only_models_never_load_feature_files(inter, tmp_path, monkeypatch):
+    import cliper.training.runner as runner
+
+    def boom(*a, **k):
+        raise AssertionError("features were loaded for an ID-only model")
+
+    monkeypatch.setattr(runner, "build_features", boom)
+    cfg = _cfg(inter, "train.epochs=1", "features.random_image_dim=64")
+    assert not runner.uses_features(cfg)
+    train_run(cfg, tmp_path / "r", progress=False)
+    assert runner.uses_features(_cfg(inter, "features.random_image_dim=64", model="vbpr"))
+
+
+def test_keep_freed_memory_is_off_by_default_and_an_option(inter):
+    assert _cfg(inter).runtime.keep_freed_memory is False
+    assert _cfg(inter, "runtime.keep_freed_memory=true").runtime.keep_freed_memory is True
+
+
+def test_every_backbone_trains_one_epoch_under_bf16(inter, tmp_path, monkeypatch):
+    """Custom sparse autograd functions stay in fp32 under autocast (CSR kernels have no bf16 path)."""
+    from cliper.models import available_models
+    from cliper.training.runner import build_features, load_dataset, uses_features
+
+    monkeypatch.setenv("CLIPER_CACHE_DIR", str(tmp_path / "cache"))
+    for name in available_models():
+        cfg = _cfg(inter, "train.precision=bf16", "features.random_image_dim=32", "features.random_text_dim=16",
+                   model=name)
+        data = load_dataset(cfg)
+        model = build_model(cfg, data, build_features(cfg, data.n_items) if uses_features(cfg) else None)
+        loss = Trainer(model, data, make_evaluator(cfg, data, torch.device("cpu")), cfg.train,
+                       progress=False).train_epoch(1)
+        assert np.isfinite(loss), name
