@@ -191,8 +191,9 @@ class ModalityGCN(nn.Module):
             if self.concat:  # Eq. 6, W_2 [h ; x_hat] as two blocks of W_2 (no [N, w + d] copy)
                 w_h = comb.weight[:, : hu.shape[1]].T
                 w_x = comb.weight[:, hu.shape[1] :].T
-                xu = F.leaky_relu(torch.addmm(comb.bias, hu, w_h).addmm_(xhu, w_x), slope)
-                xi = F.leaky_relu(torch.addmm(comb.bias, hi, w_h).addmm_(xhi, w_x), slope)
+                # out-of-place addmm: under bf16 autocast the in-place form would mix dtypes
+                xu = F.leaky_relu(torch.addmm(torch.addmm(comb.bias, hu, w_h), xhu, w_x), slope)
+                xi = F.leaky_relu(torch.addmm(torch.addmm(comb.bias, hi, w_h), xhi, w_x), slope)
             else:
                 xu = F.leaky_relu(comb(hu) + xhu, slope)  # Eq. 6, element-wise
                 xi = F.leaky_relu(comb(hi) + xhi, slope)
