@@ -11,7 +11,7 @@ def test_layers_in_order(tmp_path):
     assert cfg.train.learning_rate == 0.005  # user file over defaults
     assert cfg.model["n_layers"] == 4  # command line over user file
     assert cfg.model["reg_weight"] == 1e-4  # packaged model yaml over package defaults
-    assert cfg.train.patience == 20
+    assert cfg.train.patience == 21  # MMRec: stopping_step 20 stops after 21 evaluations without gain
 
 
 @pytest.mark.parametrize(

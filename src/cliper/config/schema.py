@@ -25,7 +25,7 @@ class TrainSection(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     lr_decay: float = Field(1.0, gt=0)
     lr_decay_step: int = Field(50, ge=1)
-    patience: int = Field(20, ge=1)
+    patience: int = Field(21, ge=1)  # MMRec: stopping_step 20 stops after 21 evaluations without gain
     eval_step: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0)
     checkpoint: bool = True
