@@ -99,3 +99,47 @@ def test_per_user_test_metrics_average_to_reported_metrics(inter, tmp_path):
     assert users.size == 60
     for key in ("recall@20", "ndcg@10", "map@50"):
         assert per_user[key].mean() == pytest.approx(m["test"][key], rel=1e-5)
+
+
+def test_grid_skips_diverged_and_refused_points(inter, tmp_path, monkeypatch):
+    """A diverging point (NaN loss) and a refused combination are recorded and left out of the
+    selection, as the reference toolbox skips NaN runs; a re-run reads the records back."""
+    from cliper.errors import ConfigError
+    from cliper.training import runner
+
+    calls = []
+
+    def fake_train_run(cfg, run_dir, resume=False, progress=True, data=None, features=None):
+        calls.append(cfg.model["n_layers"])
+        if cfg.model["n_layers"] == 2:
+            raise FloatingPointError("loss became nan at epoch 3; lower the learning rate")
+        if cfg.model["n_layers"] == 3:
+            raise ConfigError("model 'lightgcn' refuses this combination")
+        m = {"valid": {"recall@20": 0.1}, "test": {"recall@20": 0.3}, "best_epoch": 1}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps(m))
+        return m
+
+    monkeypatch.setattr(runner, "train_run", fake_train_run)
+    cfg = _cfg(inter, "grid={model.n_layers: [1, 2, 3]}")
+    win = train_grid(cfg, tmp_path / "g", progress=False)
+    assert win["grid"]["params"] == {"model.n_layers": 1}
+    assert win["grid"]["n_points"] == 3 and win["grid"]["n_skipped"] == 2
+    summary = json.loads((tmp_path / "g" / "grid.json").read_text())
+    assert [s["skipped"] for s in summary["skipped"]] == ["diverged", "refused"]
+    assert "nan" in summary["skipped"][0]["reason"]
+    calls.clear()
+    train_grid(cfg, tmp_path / "g", resume=True, progress=False)
+    assert 2 not in calls and 3 not in calls  # the records are read back, not retrained
+
+
+def test_grid_where_every_point_is_skipped_fails_in_one_line(inter, tmp_path, monkeypatch):
+    from cliper.errors import CliperError
+    from cliper.training import runner
+
+    def diverge(*a, **k):
+        raise FloatingPointError("loss became inf at epoch 1; lower the learning rate")
+
+    monkeypatch.setattr(runner, "train_run", diverge)
+    with pytest.raises(CliperError, match="every one of the 2 grid points was skipped"):
+        train_grid(_cfg(inter, "grid={model.n_layers: [1, 2]}"), tmp_path / "g", progress=False)

@@ -25,6 +25,7 @@ from cliper import __version__, faults, provenance
 from cliper.config.loader import expand_grid, validate_model_params
 from cliper.config.schema import RunConfig
 from cliper.data.interactions import InteractionData, load_inter
+from cliper.atomic import atomic_write_text
 from cliper.errors import CliperError, ConfigError, DataError
 from cliper.evaluation.evaluator import Evaluator
 from cliper.features.item_features import ItemFeatures
@@ -343,6 +344,31 @@ def run_job(job: TrainJob) -> dict[str, Any]:
     return train_run(job.cfg, run_dir, resume=job.resume, progress=job.progress, data=data, features=features)
 
 
+SKIPPED_FILE = "skipped.json"  # a grid point that diverged or whose combination the model refuses
+
+
+def run_grid_point(job: TrainJob) -> dict[str, Any]:
+    """:func:`run_job` for one grid point, where a diverging loss or a refused combination is an outcome.
+
+    A point whose loss becomes NaN/inf (e.g. a reference grid's learning rate 1.0), or whose
+    parameters the model refuses (``ConfigError``, e.g. a trainable fusion with FREEDOM's
+    ``reg_weight: 0``), is recorded in ``skipped.json`` and left out of the selection, as the
+    reference toolbox skips NaN runs; a re-run reads the record back instead of training again.
+    Any other error still fails the point.
+    """
+    run_dir = Path(job.run_dir)
+    if job.resume and (run_dir / SKIPPED_FILE).is_file():
+        return json.loads((run_dir / SKIPPED_FILE).read_text(encoding="utf-8"))
+    try:
+        return run_job(job)
+    except (FloatingPointError, ConfigError) as exc:
+        record = {"skipped": "diverged" if isinstance(exc, FloatingPointError) else "refused", "reason": str(exc)}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / SKIPPED_FILE, json.dumps(record, indent=2))
+        log.warning("%s %s: %s", job.label or run_dir.name, record["skipped"], exc)
+        return record
+
+
 def plan_grid(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> list[tuple[dict, TrainJob]]:
     """Every grid point as ``(assignment, job)`` in ``out_dir/grid/NNN`` (finished points are resumed)."""
     out_dir = Path(out_dir)
@@ -350,7 +376,7 @@ def plan_grid(cfg: RunConfig, out_dir: str | Path, resume: bool = False, progres
     plan = []
     for i, (assignment, point_cfg) in enumerate(points):
         run_dir = out_dir / "grid" / f"{i:03d}"
-        done = (run_dir / METRICS_FILE).is_file()
+        done = (run_dir / METRICS_FILE).is_file() or (run_dir / SKIPPED_FILE).is_file()
         plan.append((assignment, TrainJob(point_cfg, str(run_dir), resume=done or resume, progress=progress,
                                           label=f"grid point {i + 1}/{len(points)} {assignment}")))
     return plan
@@ -360,23 +386,31 @@ def collect_grid(cfg: RunConfig, out_dir: str | Path, points: list[tuple[dict, T
                  metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """Choose the winner on VALIDATION and write ``grid.json`` and the grid's ``metrics.json``."""
     out_dir = Path(out_dir)
-    rows = []
+    rows, skipped = [], []
     for (assignment, job), m in zip(points, metrics):
-        rows.append({"run": str(Path(job.run_dir).relative_to(out_dir)), "params": assignment,
-                     "valid": m["valid"], "test": m["test"], "best_epoch": m["best_epoch"]})
+        row = {"run": str(Path(job.run_dir).relative_to(out_dir)), "params": assignment}
+        if "skipped" in m:
+            skipped.append({**row, "skipped": m["skipped"], "reason": m["reason"]})
+            continue
+        rows.append({**row, "valid": m["valid"], "test": m["test"], "best_epoch": m["best_epoch"]})
+    if not rows:
+        raise CliperError(f"every one of the {len(points)} grid points was skipped (diverged or refused); first: "
+                          f"{skipped[0]['params']}: {skipped[0]['reason']}")
     key = cfg.eval.valid_metric
     winner = max(range(len(rows)), key=lambda j: rows[j]["valid"].get(key, float("-inf")))
     summary = {
         "selected_by": f"valid {key}",
         "winner": rows[winner],
         "runs": rows,
+        "skipped": skipped,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir)
     (out_dir / "grid.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     win_metrics = json.loads((out_dir / rows[winner]["run"] / METRICS_FILE).read_text())
     win_metrics["grid"] = {"selected_by": summary["selected_by"], "params": rows[winner]["params"],
-                           "run": rows[winner]["run"], "n_points": len(rows)}
+                           "run": rows[winner]["run"], "n_points": len(rows) + len(skipped),
+                           "n_skipped": len(skipped)}
     (out_dir / METRICS_FILE).write_text(json.dumps(win_metrics, indent=2), encoding="utf-8")
     return win_metrics
 
@@ -408,7 +442,7 @@ def _train_grid(cfg: RunConfig, out_dir: Path, resume: bool, progress: bool, eng
             log.info("grid point %d/%d %s%s", i + 1, len(points), assignment, " (done)" if job.resume and
                      (Path(job.run_dir) / METRICS_FILE).is_file() else "")
         jobs = [job if eng.name == "local" else replace(job, progress=False) for _, job in points]
-        for oc in eng.run_tasks(run_job, jobs):
+        for oc in eng.run_tasks(run_grid_point, jobs):
             if oc.ok:
                 metrics[oc.index] = oc.value
             else:
