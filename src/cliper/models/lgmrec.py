@@ -56,11 +56,10 @@ from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, normalized_bipartite
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.fused_ops import cosine_logsumexp, feature_matmul
 from cliper.models.layers import LightGCNPropagation, bpr_loss
 from cliper.models.modal import present_modalities
 from cliper.models.registry import register
-
-
 
 EVAL_NOISE_SEED = 20240101  # evaluation's Gumbel noise (see LGMRec.gumbel_softmax)
 
@@ -81,8 +80,8 @@ class LGMRecParams(ModelParams):
 def hypergraph_contrastive(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor,
                            tau: float) -> torch.Tensor:
     """Sum over rows of -log exp(cos(a, p)/tau) / sum_j exp(cos(a, c_j)/tau) (authors' ssl_triple_loss)."""
-    a, p, c = F.normalize(anchor, dim=1), F.normalize(positive, dim=1), F.normalize(candidates, dim=1)
-    return (torch.logsumexp(a @ c.T / tau, dim=1) - (a * p).sum(1) / tau).sum()
+    a, p = F.normalize(anchor, dim=1), F.normalize(positive, dim=1)
+    return (cosine_logsumexp(anchor, candidates, tau) - (a * p).sum(1) / tau).sum()
 
 
 def l2_norm_reg(*tensors: torch.Tensor) -> torch.Tensor:
@@ -142,14 +141,14 @@ class LGMRec(Recommender):
 
     def dependencies(self, m: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(H_i^m [items, H], H_u^m [users, H]): Gumbel-softmax of X V and of R X V."""
-        logits_i = self.features.get(m) @ self.hyperedges[m]
+        logits_i = feature_matmul(self.features.get(m), self.hyperedges[m])
         logits_u = self.interactions @ logits_i
         k = 2 * sorted(self.hyperedges).index(m)
         return self.gumbel_softmax(logits_i, k), self.gumbel_softmax(logits_u, k + 1)
 
     def modality_graph_embedding(self, m: str) -> torch.Tensor:
         """E^m: [D_u^-1 R X W; X W] propagated n_mm_layers times on the normalised graph (last layer)."""
-        items = self.features.get(m) @ self.projections[m]
+        items = feature_matmul(self.features.get(m), self.projections[m])
         h = torch.cat([(self.interactions @ items) * self.inv_user_degree, items], 0)
         for _ in range(self.params.n_mm_layers):
             h = self.ui_graph @ h

@@ -51,6 +51,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -70,9 +71,7 @@ class MGCNParams(ModelParams):
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean over rows of -log softmax_j(cos(v1_i, v2_j) / t)[i] (MGCN "Self-Supervised Auxiliary Task", in-batch negatives)."""
-    z1, z2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    logits = z1 @ z2.T / temperature
-    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+    return in_batch_info_nce(view1, view2, temperature)  # same value, fused kernel (models/fused_ops.py)
 
 
 @register

@@ -57,6 +57,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
+from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -118,9 +119,7 @@ def spectral_fusion(x_v: torch.Tensor, x_t: torch.Tensor, weight: torch.Tensor) 
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
     """mean_i -log( exp(s_ii / t) / sum_j exp(s_ij / t) ), s the cosine similarity, in-batch negatives."""
-    a, b = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    logits = a @ b.T / temperature
-    return (torch.logsumexp(logits, 1) - logits.diagonal()).mean()
+    return in_batch_info_nce(view1, view2, temperature)  # same value, fused kernel (models/fused_ops.py)
 
 
 @register
