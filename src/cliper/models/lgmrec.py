@@ -56,10 +56,12 @@ from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, normalized_bipartite
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.fused_ops import cosine_logsumexp, feature_matmul
 from cliper.models.layers import LightGCNPropagation, bpr_loss
 from cliper.models.modal import present_modalities
+from cliper.models.fused_ops import cosine_logsumexp, feature_matmul
 from cliper.models.registry import register
+
+
 
 EVAL_NOISE_SEED = 20240101  # evaluation's Gumbel noise (see LGMRec.gumbel_softmax)
 

@@ -51,9 +51,9 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, normalized_bipartite
 from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_reg
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
+from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.registry import register
 
 
