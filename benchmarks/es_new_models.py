@@ -9,6 +9,12 @@ the models can be run one after another:
 
     python benchmarks/es_new_models.py --model smore --dataset baby --out runs/es
 
+``--summarise-run DIR --peak-gib X`` records a run that had to be stopped before early
+stopping (time budget) from its ``epochs.jsonl``: "stopped early" is then false, the best
+epoch is the best valid epoch so far, the test columns come from ``--test-json`` (``cliper
+evaluate`` of its best.pt, saved as {metric: value}) or stay empty, and the peak is the one
+read from the process (``VmHWM`` in ``/proc/<pid>/status``) before it was stopped.
+
 With random features the scores say nothing about the method: they check that training,
 validation, early stopping and testing work end to end.
 """
@@ -37,8 +43,14 @@ def main() -> None:
     ap.add_argument("--dataset", default="baby", choices=sorted(DATASETS))
     ap.add_argument("--out", default="runs/es", help="parent folder of the run folders")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--summarise-run", help="record an interrupted run folder instead of training")
+    ap.add_argument("--peak-gib", type=float, help="peak RSS of the interrupted run's process")
+    ap.add_argument("--test-json", help="test metrics of the interrupted run's best.pt ({metric: value})")
     ap.add_argument("-o", "--override", action="append", default=[])
     args = ap.parse_args()
+    if args.summarise_run:
+        record(args, summarise(Path(args.summarise_run), args))
+        return
 
     shared = Path(os.environ.get("CLIPER_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     run_dir = Path(args.out) / f"{args.model}-{args.dataset}"
@@ -67,6 +79,28 @@ def main() -> None:
         "s/eval": round(m["eval_seconds"] / max(m["epochs_run"], 1), 2),
         "wall s": round(wall, 1), "peak RSS GiB": round(rss_kib / 2**20, 2), "threads": args.threads,
     }
+    record(args, row)
+
+
+def summarise(run_dir: Path, args) -> dict:
+    """The row of an interrupted run, from its epochs.jsonl (best valid epoch so far)."""
+    epochs = [json.loads(line) for line in (run_dir / "epochs.jsonl").read_text().splitlines() if line.strip()]
+    evals = [e for e in epochs if "valid" in e]
+    best = [e for e in evals if e.get("best")][-1]  # the trainer flags each improvement
+    test = json.loads(Path(args.test_json).read_text()) if args.test_json else {}
+    train_s = sum(e["train_seconds"] for e in epochs)
+    return {
+        "dataset": args.dataset, "model": args.model, "stopped early": False,
+        "epochs run": len(epochs), "best epoch": best["epoch"],
+        "valid R@20": round(best["valid"]["recall@20"], 4), "valid N@20": round(best["valid"]["ndcg@20"], 4),
+        "test R@20": round(test["recall@20"], 4) if test else None,
+        "test N@20": round(test["ndcg@20"], 4) if test else None,
+        "s/epoch": round(train_s / len(epochs), 2), "s/eval": None, "wall s": None,
+        "peak RSS GiB": args.peak_gib, "threads": args.threads,
+    }
+
+
+def record(args, row: dict) -> None:
     name = f"models_new_{args.dataset}"
     path = RESULTS_DIR / f"{name}.json"
     rows = []
