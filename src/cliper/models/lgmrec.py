@@ -1,7 +1,7 @@
 """LGMRec: Guo et al., "LGMRec: Local and Global Graph Learning for Multimodal Recommendation",
 AAAI 2024 (arXiv 2312.16400); authors' code github.com/georgeguo-cn/LGMRec, also MMRec's
 ``models/lgmrec.py`` (same author). Sections are named by their titles in the paper
-(equation numbers are not cited: the PDF was not at hand; see docs/models/lgmrec.md).
+(equation numbers are not cited: the PDF was not at hand; see docs/backbones/lgmrec.md).
 
 - Local graph embedding, collaborative graph embedding ("Local Graph Embedding Module"):
   LightGCN with ``n_ui_layers`` layers on D^-1/2 A D^-1/2 of the train graph over the ID
@@ -31,6 +31,10 @@ AAAI 2024 (arXiv 2312.16400); authors' code github.com/georgeguo-cn/LGMRec, also
   positive items, SUMMED over the batch (authors' ``ssl_triple_loss``). The L2 term uses
   the (unsquared) Frobenius norms of the batch's final representations divided by the
   batch size, exactly as the authors' ``reg_loss``.
+- Kernels (speed only, same values; :mod:`cliper.models.fused_ops`): ``X W`` and ``X V`` run as
+  ``(W^T X^T)^T``, the BLAS layout fast for a tall feature table times a narrow matrix in the
+  forward and the weight gradient; the contrastive logsumexp over all users has a fused
+  backward. Together about 2x per batch on Baby (benchmarks/probe_new_models.py --compare-plain).
 
 Choices where paper and code could differ, all following the authors' (MMRec) code:
 features are frozen (``from_pretrained(freeze=True)``); one temperature tau serves the

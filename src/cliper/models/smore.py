@@ -30,13 +30,14 @@ choice open. Sections are cited by their titles in the paper's method section.
 - Optimisation (Model Optimization): BPR + ``reg_weight`` * (||u||^2 + ||i+||^2 + ||i-||^2) /
   (2 B) on the batch's final rows + ``cl_weight`` * [InfoNCE(side, behaviour) over the batch's
   positive items + InfoNCE(side, behaviour) over the batch's users], temperature 0.2, cosine
-  similarities, in-batch negatives.
+  similarities, in-batch negatives (:func:`cliper.models.fused_ops.in_batch_info_nce`: the
+  code's value, fewer passes over the [B, B] matrix).
 
 One modality (an extension; the paper and code need both): there is nothing to fuse, so the
 fusion view, its filter and graph are absent, the attention query comes from the modality's own
 view, and side = p_m * a_m.
 
-Differences from the authors' code (all on ``docs/models/smore.md``): the raw feature tables are
+Differences from the authors' code (all on ``docs/backbones/smore.md``): the raw feature tables are
 not trained by default (``train_features``; the code loads them with ``freeze=False``); the L2
 term divides by the actual batch size (the code by the configured 2048, which differs on an
 epoch's last, smaller batch); the fusion graph keeps an edge present in one modality only with
