@@ -95,7 +95,8 @@ def summarise(run_dir: Path, args) -> dict:
         "valid R@20": round(best["valid"]["recall@20"], 4), "valid N@20": round(best["valid"]["ndcg@20"], 4),
         "test R@20": round(test["recall@20"], 4) if test else None,
         "test N@20": round(test["ndcg@20"], 4) if test else None,
-        "s/epoch": round(train_s / len(epochs), 2), "s/eval": None, "wall s": None,
+        "s/epoch": round(train_s / len(epochs), 2),
+        "s/eval": round(sum(e["eval_seconds"] for e in evals) / len(epochs), 2), "wall s": None,
         "peak RSS GiB": args.peak_gib, "threads": args.threads,
     }
 
@@ -115,7 +116,9 @@ def record(args, row: dict) -> None:
         "one model at a time in a fresh process under nice on a shared 2-core machine (timings are under "
         "load). s/epoch = train seconds / epochs run; s/eval = evaluation seconds / epochs run; "
         "peak RSS = /usr/bin/time -v of the cliper train process. command shows the last model's call; "
-        "each row is one call with --model <row's model>."))
+        "each row is one call with --model <row's model>. A row with 'stopped early' false was stopped by the "
+        "session's time budget before early stopping and recorded with --summarise-run (best valid epoch so "
+        "far; test = cliper evaluate of its best.pt; peak = the process's VmHWM when stopped)."))
     print(json.dumps(row))
 
 
