@@ -50,3 +50,15 @@ def test_in_batch_info_nce_matches_the_ratio_form():
     torch.testing.assert_close(out, ref)
     for a, b in zip(torch.autograd.grad(out, (v1, v2)), torch.autograd.grad(ref, (v1, v2))):
         torch.testing.assert_close(a, b)
+
+
+def test_cosine_logsumexp_stays_float32_under_bf16_autocast():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(6, 4, generator=g, requires_grad=True)
+    c = torch.randn(8, 4, generator=g)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = cosine_logsumexp(a, c, 0.2)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.logsumexp(F.normalize(a, dim=1) @ F.normalize(c, dim=1).T / 0.2, 1))
+    (grad,) = torch.autograd.grad(out.sum(), a)
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all()

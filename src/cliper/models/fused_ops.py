@@ -57,9 +57,11 @@ def cosine_logsumexp(anchors: torch.Tensor, candidates: torch.Tensor, temperatur
     Equals ``torch.logsumexp(F.normalize(a) @ F.normalize(c).T / t, 1)`` with less memory
     traffic; the [B, N] matrix is kept once (as the softmax) for the backward pass.
     """
-    a = F.normalize(anchors, dim=1) / temperature
-    c = F.normalize(candidates, dim=1)
-    return _ScaledLogSumExp.apply(a, c, 1.0 / temperature)
+    # float32 under train.precision bf16/fp16 autocast too: exp of un-shifted logits needs the range
+    with torch.autocast(device_type=anchors.device.type, enabled=False):
+        a = F.normalize(anchors.float(), dim=1) / temperature
+        c = F.normalize(candidates.float(), dim=1)
+        return _ScaledLogSumExp.apply(a, c, 1.0 / temperature)
 
 
 def in_batch_info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
