@@ -51,6 +51,10 @@ class _ScaledLogSumExp(torch.autograd.Function):
         return weights @ c, weights.T @ a, None
 
 
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def cosine_logsumexp(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float) -> torch.Tensor:
     """Per anchor row, ``logsumexp_j(cos(anchor, candidate_j) / temperature)`` ([B]).
 
@@ -59,8 +63,8 @@ def cosine_logsumexp(anchors: torch.Tensor, candidates: torch.Tensor, temperatur
     """
     # float32 under train.precision bf16/fp16 autocast too: exp of un-shifted logits needs the range
     with torch.autocast(device_type=anchors.device.type, enabled=False):
-        a = F.normalize(anchors.float(), dim=1) / temperature
-        c = F.normalize(candidates.float(), dim=1)
+        a = F.normalize(_at_least_float32(anchors), dim=1) / temperature
+        c = F.normalize(_at_least_float32(candidates), dim=1)
         return _ScaledLogSumExp.apply(a, c, 1.0 / temperature)
 
 
