@@ -29,7 +29,7 @@ in the paper (Sec. 3 "Methodology").
   ``-mean log2 sigmoid``; ``loss_log_base_2``), plus ``reg_weight`` times the mean square of
   the batch users' preference rows of each modality and of the whole fusion-weight table.
 
-Differences from the authors' code (all on the docs page ``docs/models/dragon.md``): users
+Differences from the authors' code (all on the docs page ``docs/backbones/dragon.md``): users
 with fewer than ``user_k`` co-interacting users keep the neighbours they have (the code pads
 the list by re-sampling among them each epoch with unseeded numpy, which randomly
 re-weights them); the code's top-200 pre-list is not needed (top-40 of all is the same set);

@@ -1,7 +1,7 @@
 """LGMRec: Guo et al., "LGMRec: Local and Global Graph Learning for Multimodal Recommendation",
 AAAI 2024 (arXiv 2312.16400); authors' code github.com/georgeguo-cn/LGMRec, also MMRec's
 ``models/lgmrec.py`` (same author). Sections are named by their titles in the paper
-(equation numbers are not cited: the PDF was not at hand; see docs/models/lgmrec.md).
+(equation numbers are not cited: the PDF was not at hand; see docs/backbones/lgmrec.md).
 
 - Local graph embedding, collaborative graph embedding ("Local Graph Embedding Module"):
   LightGCN with ``n_ui_layers`` layers on D^-1/2 A D^-1/2 of the train graph over the ID
@@ -31,6 +31,10 @@ AAAI 2024 (arXiv 2312.16400); authors' code github.com/georgeguo-cn/LGMRec, also
   positive items, SUMMED over the batch (authors' ``ssl_triple_loss``). The L2 term uses
   the (unsquared) Frobenius norms of the batch's final representations divided by the
   batch size, exactly as the authors' ``reg_loss``.
+- Kernels (speed only, same values; :mod:`cliper.models.fused_ops`): ``X W`` and ``X V`` run as
+  ``(W^T X^T)^T``, the BLAS layout fast for a tall feature table times a narrow matrix in the
+  forward and the weight gradient; the contrastive logsumexp over all users has a fused
+  backward. Together about 2x per batch on Baby (benchmarks/probe_new_models.py --compare-plain).
 
 Choices where paper and code could differ, all following the authors' (MMRec) code:
 features are frozen (``from_pretrained(freeze=True)``); one temperature tau serves the
@@ -58,6 +62,7 @@ from cliper.graphs.adjacency import SparseGraph, normalized_bipartite
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import present_modalities
+from cliper.models.fused_ops import cosine_logsumexp, feature_matmul
 from cliper.models.registry import register
 
 
@@ -82,8 +87,8 @@ class LGMRecParams(ModelParams):
 def hypergraph_contrastive(anchor: torch.Tensor, positive: torch.Tensor, candidates: torch.Tensor,
                            tau: float) -> torch.Tensor:
     """Sum over rows of -log exp(cos(a, p)/tau) / sum_j exp(cos(a, c_j)/tau) (authors' ssl_triple_loss)."""
-    a, p, c = F.normalize(anchor, dim=1), F.normalize(positive, dim=1), F.normalize(candidates, dim=1)
-    return (torch.logsumexp(a @ c.T / tau, dim=1) - (a * p).sum(1) / tau).sum()
+    a, p = F.normalize(anchor, dim=1), F.normalize(positive, dim=1)
+    return (cosine_logsumexp(anchor, candidates, tau) - (a * p).sum(1) / tau).sum()
 
 
 @register
@@ -138,14 +143,14 @@ class LGMRec(Recommender):
 
     def dependencies(self, m: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(H_i^m [items, H], H_u^m [users, H]): Gumbel-softmax of X V and of R X V."""
-        logits_i = self.features.get(m) @ self.hyperedges[m]
+        logits_i = feature_matmul(self.features.get(m), self.hyperedges[m])
         logits_u = self.interactions @ logits_i
         k = 2 * sorted(self.hyperedges).index(m)
         return self.gumbel_softmax(logits_i, k), self.gumbel_softmax(logits_u, k + 1)
 
     def modality_graph_embedding(self, m: str) -> torch.Tensor:
         """E^m: [D_u^-1 R X W; X W] propagated n_mm_layers times on the normalised graph (last layer)."""
-        items = self.features.get(m) @ self.projections[m]
+        items = feature_matmul(self.features.get(m), self.projections[m])
         h = torch.cat([(self.interactions @ items) * self.inv_user_degree, items], 0)
         for _ in range(self.params.n_mm_layers):
             h = self.ui_graph @ h

@@ -1,7 +1,7 @@
 """MGCN: Yu et al., "Multi-View Graph Convolutional Network for Multimedia Recommendation",
 ACM MM 2023 (arXiv 2308.03588); authors' code github.com/demonph10/MGCN (built on MMRec).
 Sections are named by their titles in the paper (equation numbers are not cited: the PDF
-was not at hand when this was written; see docs/models/mgcn.md).
+was not at hand when this was written; see docs/backbones/mgcn.md).
 
 - Behaviour-guided purifier (paper section "Behavior-Guided Purifier"): per modality the features are projected,
   E_m = W_m x_m + b_m (d_m -> d), and gated by the item ID embedding,
@@ -29,7 +29,8 @@ was not at hand when this was written; see docs/models/mgcn.md).
   representation E = E_id + E_mm.
 - Self-supervised auxiliary task (section "Self-Supervised Auxiliary Task"): InfoNCE (temperature 0.2, in-batch
   negatives, cosine) between E_mm and E_id of the batch's users and of its positive items,
-  weighted by ``cl_loss``.
+  weighted by ``cl_loss``. Computed by :func:`cliper.models.fused_ops.in_batch_info_nce`
+  (same value as the authors' exp/log ratio; one softmax pass, no [B, B] diagonal gradient).
 - Optimisation (section "Optimization"): BPR on E + ``reg_weight`` * (1/2)(|u|^2 + |i+|^2 +
   |i-|^2) / batch of the batch's final representations (the authors' ``bpr_loss``).
 
@@ -56,6 +57,7 @@ from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
 from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
+from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.registry import register
 
 
@@ -74,9 +76,7 @@ class MGCNParams(ModelParams):
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean over rows of -log softmax_j(cos(v1_i, v2_j) / t)[i] (MGCN "Self-Supervised Auxiliary Task", in-batch negatives)."""
-    z1, z2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    logits = z1 @ z2.T / temperature
-    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+    return in_batch_info_nce(view1, view2, temperature)  # same value, fused kernel (models/fused_ops.py)
 
 
 @register

@@ -33,13 +33,14 @@ choice open. Sections are cited by their titles in the paper's method section.
 - Optimisation (Model Optimization): BPR + ``reg_weight`` * (||u||^2 + ||i+||^2 + ||i-||^2) /
   (2 B) on the batch's final rows + ``cl_weight`` * [InfoNCE(side, behaviour) over the batch's
   positive items + InfoNCE(side, behaviour) over the batch's users], temperature 0.2, cosine
-  similarities, in-batch negatives.
+  similarities, in-batch negatives (:func:`cliper.models.fused_ops.in_batch_info_nce`: the
+  code's value, fewer passes over the [B, B] matrix).
 
 One modality (an extension; the paper and code need both): there is nothing to fuse, so the
 fusion view, its filter and graph are absent, the attention query comes from the modality's own
 view, and side = p_m * a_m.
 
-Differences from the authors' code (all on ``docs/models/smore.md``): the raw feature tables are
+Differences from the authors' code (all on ``docs/backbones/smore.md``): the raw feature tables are
 not trained by default (``train_features``; the code loads them with ``freeze=False``); the L2
 term divides by the actual batch size (the code by the configured 2048, which differs on an
 epoch's last, smaller batch); the fusion graph keeps an edge present in one modality only with
@@ -63,6 +64,7 @@ from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
 from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
+from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.registry import register
 
 
@@ -123,9 +125,7 @@ def spectral_fusion(x_v: torch.Tensor, x_t: torch.Tensor, weight: torch.Tensor) 
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
     """mean_i -log( exp(s_ii / t) / sum_j exp(s_ij / t) ), s the cosine similarity, in-batch negatives."""
-    a, b = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
-    logits = a @ b.T / temperature
-    return (torch.logsumexp(logits, 1) - logits.diagonal()).mean()
+    return in_batch_info_nce(view1, view2, temperature)  # same value, fused kernel (models/fused_ops.py)
 
 
 @register

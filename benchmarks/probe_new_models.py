@@ -1,0 +1,121 @@
+"""torch.profiler view of a few training batches of one backbone (MGCN / LGMRec / DRAGON / SMORE work).
+
+Builds the model like ``probe_batches.py`` (packaged YAML defaults, seeded random 4096/384
+features, cold kNN cache), trains ``--warmup`` batches unprofiled, then ``--batches`` under
+``torch.profiler`` and prints the top operators by self CPU time and the mean seconds per batch.
+Figures are plumbing/speed only (random features).
+
+    python benchmarks/probe_new_models.py --model lgmrec --batches 3
+    python benchmarks/probe_new_models.py --model lgmrec --batches 3 --compare-plain
+
+``--compare-plain`` profiles the same batches twice in ONE process, first with the model
+modules' fused kernels swapped for the plain torch expressions they replace
+(``models/fused_ops.py``), then with the fused ones, so the before/after ratio is taken under
+the same load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--dataset", default="baby", choices=["baby", "sports"])
+    ap.add_argument("--batches", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shapes", action="store_true", help="group the table by input shapes")
+    ap.add_argument("--compare-plain", action="store_true", help="profile plain torch first, then the fused kernels")
+    ap.add_argument("-o", "--override", action="append", default=[])
+    args = ap.parse_args()
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(args.threads)
+    from cliper.config.loader import load_config
+    from cliper.paths import shared_dataset
+    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
+    from cliper.training.trainer import Trainer
+
+    path = shared_dataset({"baby": "amazon-baby", "sports": "amazon-sports"}[args.dataset])
+    with tempfile.TemporaryDirectory(prefix="cliper-probe-cache-") as cold:
+        os.environ.setdefault("CLIPER_CACHE_DIR", cold)
+        cfg = load_config(overrides=[f"dataset.path={path}", f"model.name={args.model}", "train.checkpoint=false",
+                                     "features.random_image_dim=4096", "features.random_text_dim=384",
+                                     *args.override])
+        data = load_dataset(cfg)
+        features = build_features(cfg, data.n_items)
+        model = build_model(cfg, data, features, torch.device("cpu"))
+        trainer = Trainer(model, data, make_evaluator(cfg, data, torch.device("cpu")), cfg.train,
+                          cfg.eval.valid_metric, cfg.seed, None, progress=False, device=torch.device("cpu"))
+        model.train()
+        model.pre_epoch_hook(1)
+
+        def step(batch):
+            trainer.optimizer.zero_grad(set_to_none=True)
+            model.calculate_loss(batch).backward()
+            trainer.optimizer.step()
+
+        batches = trainer.batches(1)
+        for _ in range(args.warmup):
+            step(next(batches))
+        variants = ["plain", "fused"] if args.compare_plain else ["as built"]
+        results = {}
+        for variant in variants:
+            restore = _use_plain_kernels() if variant == "plain" else (lambda: None)
+            try:
+                t = time.perf_counter()
+                with profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes) as prof:
+                    for _ in range(args.batches):
+                        step(next(batches))
+                results[variant] = ((time.perf_counter() - t) / args.batches, prof)
+            finally:
+                restore()
+    n_batches = (len(data.train) + cfg.train.batch_size - 1) // cfg.train.batch_size
+    for variant, (per_batch, prof) in results.items():
+        print(f"== {variant}")
+        print(prof.key_averages(group_by_input_shape=args.shapes).table(sort_by="self_cpu_time_total",
+                                                                        row_limit=args.top))
+        print(f"{args.model} {args.dataset} [{variant}]: {per_batch:.3f} s/batch (profiled), x{n_batches} batches "
+              f"= {per_batch * n_batches:.1f} s/epoch extrapolated, threads={torch.get_num_threads()}")
+    if len(results) == 2:
+        print(f"plain / fused time per batch: {results['plain'][0] / results['fused'][0]:.2f}x")
+
+
+def _use_plain_kernels():
+    """Swap the fused kernels in the model modules for the plain expressions; returns an undo function."""
+    import torch
+    import torch.nn.functional as F
+
+    from cliper.models import lgmrec, mgcn, smore
+
+    def plain_matmul(x, w):
+        return x @ w
+
+    def plain_lse(anchors, candidates, temperature):
+        return torch.logsumexp(F.normalize(anchors, dim=1) @ F.normalize(candidates, dim=1).T / temperature, 1)
+
+    def plain_info_nce(view1, view2, temperature):
+        logits = F.normalize(view1, dim=1) @ F.normalize(view2, dim=1).T / temperature
+        return (torch.logsumexp(logits, 1) - logits.diagonal()).mean()
+
+    saved = [(lgmrec, "feature_matmul", plain_matmul), (lgmrec, "cosine_logsumexp", plain_lse),
+             (mgcn, "in_batch_info_nce", plain_info_nce), (smore, "in_batch_info_nce", plain_info_nce)]
+    old = [(mod, name, getattr(mod, name)) for mod, name, _ in saved]
+    for mod, name, fn in saved:
+        setattr(mod, name, fn)
+
+    def undo():
+        for mod, name, fn in old:
+            setattr(mod, name, fn)
+    return undo
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The fused kernels give the plain torch results (values and gradients)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cliper.models.fused_ops import cosine_logsumexp, feature_matmul
+
+
+def test_feature_matmul_matches_plain_product_and_grads():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 33, generator=g, requires_grad=True)
+    w = torch.randn(33, 4, generator=g, requires_grad=True)
+    out = feature_matmul(x, w)
+    torch.testing.assert_close(out, x @ w)
+    gx, gw = torch.autograd.grad((out * torch.arange(4.0)).sum(), (x, w))
+    rx, rw = torch.autograd.grad(((x @ w) * torch.arange(4.0)).sum(), (x, w))
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gw, rw)
+
+
+@pytest.mark.parametrize("tau", [0.2, 0.01])  # 0.01: 1/t over the no-max bound, the shifted path
+def test_cosine_logsumexp_matches_dense(tau):
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(7, 5, generator=g, requires_grad=True)
+    c = torch.randn(11, 5, generator=g, requires_grad=True)
+    weights = torch.rand(7, generator=g)
+    out = cosine_logsumexp(a, c, tau)
+    ref = torch.logsumexp(F.normalize(a, dim=1) @ F.normalize(c, dim=1).T / tau, dim=1)
+    torch.testing.assert_close(out, ref)
+    ga, gc = torch.autograd.grad((out * weights).sum(), (a, c))
+    ra, rc = torch.autograd.grad((ref * weights).sum(), (a, c))
+    torch.testing.assert_close(ga, ra, rtol=1e-5, atol=1e-4)  # gradients ~1/t in size: float32 rounding
+    torch.testing.assert_close(gc, rc, rtol=1e-5, atol=1e-4)
+    assert torch.isfinite(out).all()
+
+
+def test_in_batch_info_nce_matches_the_ratio_form():
+    """The authors' form: mean_i -log(exp(cos_ii / t) / sum_j exp(cos_ij / t))."""
+    from cliper.models.fused_ops import in_batch_info_nce
+
+    g = torch.Generator().manual_seed(2)
+    v1 = torch.randn(9, 6, generator=g, requires_grad=True)
+    v2 = torch.randn(9, 6, generator=g, requires_grad=True)
+    out = in_batch_info_nce(v1, v2, 0.2)
+    z1, z2 = F.normalize(v1, dim=1), F.normalize(v2, dim=1)
+    ref = -torch.log(torch.exp((z1 * z2).sum(1) / 0.2) / torch.exp(z1 @ z2.T / 0.2).sum(1)).mean()
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(torch.autograd.grad(out, (v1, v2)), torch.autograd.grad(ref, (v1, v2))):
+        torch.testing.assert_close(a, b)
+
+
+def test_cosine_logsumexp_stays_float32_under_bf16_autocast():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(6, 4, generator=g, requires_grad=True)
+    c = torch.randn(8, 4, generator=g)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = cosine_logsumexp(a, c, 0.2)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.logsumexp(F.normalize(a, dim=1) @ F.normalize(c, dim=1).T / 0.2, 1))
+    (grad,) = torch.autograd.grad(out.sum(), a)
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
