@@ -30,13 +30,12 @@ SECTIONS = {
     "quality": ("Model quality on the real graphs", "python benchmarks/bench_quality.py --runs baby:lightgcn,baby:bpr"),
     "quickstart_results": ("Offline demo: vanilla vs CLIPER features (synthetic)", "python benchmarks/bench_quickstart.py"),
     "quickstart": ("Offline demo: wall time per stage (synthetic)", "python benchmarks/bench_quickstart.py"),
-    "models": ("Training and evaluation speed, peak memory", "python benchmarks/bench_models.py"),
-    "models_issue13_partial": ("Speed, eval ratio to the bare ranking operations, peak memory vs MMRec (Baby)",
-                               "python benchmarks/bench_models.py --models lightgcn,bpr,vbpr,freedom,lattice,slmrec "
-                               "--datasets baby --epochs 1 --evals 1 --name models_issue13_partial"),
-    "models_issue13_rest": ("The same for the other backbones (Baby)",
-                            "python benchmarks/bench_models.py --models dualgnn,bm3,grcn,mgcn,lgmrec,smore,dragon,mmgcn "
-                            "--datasets baby --epochs 1 --evals 1 --timeout 420 --name models_issue13_rest"),
+    "models_issue13_baby": ("Every backbone: speed, eval ratio to the bare ranking operations, peak memory vs MMRec (Baby)",
+                            "python benchmarks/bench_models.py --datasets baby --epochs 1 --evals 1 --threads 1 "
+                            "--timeout 600 --name models_issue13_baby"),
+    "models_issue13_sports": ("Every backbone: the same on Sports",
+                              "python benchmarks/bench_models.py --datasets sports --epochs 1 --evals 1 --threads 1 "
+                              "--timeout 900 --name models_issue13_sports"),
     "models_issue13_clothing": ("Peak memory on a Clothing-sized graph (synthetic)",
                                 "python benchmarks/bench_models.py --models lightgcn,bpr --datasets clothing "
                                 "--epochs 1 --evals 1 --name models_issue13_clothing"),

@@ -37,7 +37,7 @@ def train(
 ) -> None:
     """Train a recommender; test metrics are reported at the best validation epoch.
 
-    Early stopping watches eval.valid_metric (default recall@20, patience 20). With a grid
+    Early stopping watches eval.valid_metric (default recall@20, patience 21, as MMRec). With a grid
     (-g, --search, or a grid: section in a config file), every point is trained and the
     winner is chosen by its VALIDATION score; test scores are never used for selection.
     With --engine ray every grid point is a Ray task (--cpus-per-worker sets its threads).
