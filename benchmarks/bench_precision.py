@@ -13,11 +13,11 @@ fp32 runs over the seeds, and a bf16 mean within it is "within seed noise".
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 
+from random_run import add_run_args, build_run, run_parser
 from results_io import write_result
 
 COLUMNS = ["model", "precision", "seed", "epochs", "s/epoch", "valid R@20", "test R@20", "test N@20",
@@ -25,21 +25,9 @@ COLUMNS = ["model", "precision", "seed", "epochs", "s/epoch", "valid R@20", "tes
 
 
 def run(model: str, seed: int, precision: str, args) -> dict:
-    import torch
-
-    from cliper.config.loader import load_config
-    from cliper.paths import shared_dataset
-    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
-    from cliper.training.trainer import Trainer
-
-    cfg = load_config(overrides=[f"dataset.path={shared_dataset('amazon-' + args.dataset)}", f"model.name={model}",
-                                 f"seed={seed}", f"train.precision={precision}", f"train.epochs={args.epochs}",
-                                 f"features.random_image_dim={args.image_dim}",
-                                 f"features.random_text_dim={args.text_dim}", "train.checkpoint=false"])
-    data = load_dataset(cfg)
-    net = build_model(cfg, data, build_features(cfg, data.n_items), torch.device("cpu"), own_features=True)
-    ev = make_evaluator(cfg, data, torch.device("cpu"))
-    trainer = Trainer(net, data, ev, cfg.train, cfg.eval.valid_metric, cfg.seed, None, progress=False)
+    run = build_run(args.dataset, model, image_dim=args.image_dim, text_dim=args.text_dim,
+                    overrides=[f"seed={seed}", f"train.precision={precision}", f"train.epochs={args.epochs}"])
+    net, ev, trainer = run.model, run.evaluator, run.trainer
     t = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         trainer.train_epoch(epoch)
@@ -73,14 +61,10 @@ def summary(model: str, rows: list[dict]) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="vbpr,mmgcn")
-    ap.add_argument("--dataset", default="baby", choices=["baby", "sports"])
+    ap = run_parser(__doc__, models="vbpr,mmgcn")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seeds", default="1,2")
-    ap.add_argument("--image-dim", type=int, default=4096)
-    ap.add_argument("--text-dim", type=int, default=384)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the runner's rule)")
+    add_run_args(ap, threads=None, threads_help="torch threads (default: the runner's rule)", override=False)
     ap.add_argument("--name", default="precision")
     args = ap.parse_args()
     from cliper.paths import shared_dataset

@@ -22,9 +22,9 @@ import sys
 import tempfile
 import time
 
+from random_run import add_run_args, batches_per_epoch, build_run, run_parser, time_batches
 from results_io import write_result
 
-DATASETS = {"baby": "amazon-baby", "sports": "amazon-sports"}
 COLUMNS = ["dataset", "model", "batches", "batches per epoch", "s/batch", "valid s", "test s",
            "peak RSS GiB", "under 4 GiB", "threads"]
 
@@ -33,33 +33,12 @@ def worker(args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from cliper.config.loader import load_config
-    from cliper.paths import shared_dataset
-    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
-    from cliper.training.trainer import Trainer
-
-    cfg = load_config(overrides=[f"dataset.path={shared_dataset(DATASETS[args.dataset])}", f"model.name={args.model}",
-                                 "train.checkpoint=false", "features.random_image_dim=4096",
-                                 "features.random_text_dim=384"])
-    data = load_dataset(cfg)
-    features = build_features(cfg, data.n_items)
-    cpu = torch.device("cpu")
-    model = build_model(cfg, data, features, cpu)
-    evaluator = make_evaluator(cfg, data, cpu)
-    trainer = Trainer(model, data, evaluator, cfg.train, cfg.eval.valid_metric, cfg.seed, None, progress=False,
-                      device=cpu)
-    model.train()
-    model.pre_epoch_hook(1)
-    n_batches = (len(data.train) + cfg.train.batch_size - 1) // cfg.train.batch_size
-    t, done = time.perf_counter(), 0
-    for i, batch in enumerate(trainer.batches(1)):
-        if args.batches and i == args.batches:
-            break
-        trainer.optimizer.zero_grad(set_to_none=True)
-        model.calculate_loss(batch).backward()
-        trainer.optimizer.step()
-        done += 1
-    per_batch = (time.perf_counter() - t) / max(done, 1)
+    run = build_run(args.dataset, args.model)  # in the cold CLIPER_CACHE_DIR main() gives this process
+    model, evaluator = run.model, run.evaluator
+    n_batches = batches_per_epoch(run)
+    t = time.perf_counter()
+    done = len(time_batches(run.trainer, model, 1, args.batches or None)[0])
+    per_batch = (time.perf_counter() - t) / max(done, 1)  # batch drawing included, as before
     t = time.perf_counter()
     evaluator.evaluate(model, "valid")
     valid_s = time.perf_counter() - t
@@ -73,12 +52,10 @@ def worker(args) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="mgcn,lgmrec,dragon,smore")
+    ap = run_parser(__doc__, models="mgcn,lgmrec,dragon,smore", dataset="sports")
     ap.add_argument("--model", help=argparse.SUPPRESS)
-    ap.add_argument("--dataset", default="sports", choices=sorted(DATASETS))
     ap.add_argument("--batches", type=int, default=0, help="training batches (0: one whole epoch)")
-    ap.add_argument("--threads", type=int, default=1)
+    add_run_args(ap, dims=False, override=False)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:

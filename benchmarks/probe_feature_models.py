@@ -19,11 +19,12 @@ only; report the machine load with them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 import time
+
+from random_run import add_run_args, build_run, run_parser, time_batches
 
 
 class _Bare:
@@ -65,25 +66,9 @@ def _subsample(data, n_items: int):
 def probe(args, model_name: str) -> dict:
     import torch
 
-    from cliper.config.loader import load_config
-    from cliper.paths import shared_dataset
-    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
-    from cliper.training.trainer import Trainer
-
-    path = shared_dataset({"baby": "amazon-baby", "sports": "amazon-sports"}[args.dataset])
-    cfg = load_config(overrides=[f"dataset.path={path}", f"model.name={model_name}", "train.checkpoint=false",
-                                 f"features.random_image_dim={args.image_dim}",
-                                 f"features.random_text_dim={args.text_dim}", *args.override])
-    data = load_dataset(cfg)
-    if args.items:
-        data = _subsample(data, args.items)
-    features = build_features(cfg, data.n_items)
-    t0 = time.perf_counter()
-    model = build_model(cfg, data, features, torch.device("cpu"))
-    build_s = time.perf_counter() - t0
-    evaluator = make_evaluator(cfg, data, torch.device("cpu"))
-    trainer = Trainer(model, data, evaluator, cfg.train, cfg.eval.valid_metric, cfg.seed, None,
-                      progress=False, device=torch.device("cpu"))
+    run = build_run(args.dataset, model_name, image_dim=args.image_dim, text_dim=args.text_dim,
+                    overrides=args.override, prepare=(lambda d: _subsample(d, args.items)) if args.items else None)
+    data, model, evaluator, trainer, build_s = run.data, run.model, run.evaluator, run.trainer, run.build_seconds
     out = {"model": model_name, "dataset": args.dataset, "users": data.n_users, "items": data.n_items,
            "threads": torch.get_num_threads(), "build_s": round(build_s, 2),
            "load_start": round(os.getloadavg()[0], 2)}
@@ -119,15 +104,8 @@ def probe(args, model_name: str) -> dict:
     if args.profile_batches:
         from torch.profiler import ProfilerActivity, profile
 
-        batches = trainer.batches(args.epochs + 1)
-        model.train()
-        model.pre_epoch_hook(args.epochs + 1)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _, batch in zip(range(args.profile_batches), batches):
-                trainer.optimizer.zero_grad(set_to_none=True)
-                loss = model.calculate_loss(batch)
-                loss.backward()
-                trainer.optimizer.step()
+            time_batches(trainer, model, args.epochs + 1, args.profile_batches)
         out["profile_train"] = _top(prof, args.top)
         model.train()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -138,18 +116,13 @@ def probe(args, model_name: str) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="vbpr,mmgcn,grcn,lattice,bm3")
-    ap.add_argument("--dataset", default="baby", choices=["baby", "sports"])
+    ap = run_parser(__doc__, models="vbpr,mmgcn,grcn,lattice,bm3")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--evals", type=int, default=3)
     ap.add_argument("--profile-batches", type=int, default=0, help="profile this many training batches + one eval")
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--items", type=int, default=0, help="keep only the first N items (small-data fixed costs)")
-    ap.add_argument("--image-dim", type=int, default=4096)
-    ap.add_argument("--text-dim", type=int, default=384)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("-o", "--override", action="append", default=[])
+    add_run_args(ap)
     args = ap.parse_args()
     import torch
 

@@ -16,45 +16,27 @@ the same load.
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
 import time
+
+from random_run import add_run_args, batches_per_epoch, random_run, run_parser
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--dataset", default="baby", choices=["baby", "sports"])
+    ap = run_parser(__doc__)
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--top", type=int, default=15)
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--shapes", action="store_true", help="group the table by input shapes")
     ap.add_argument("--compare-plain", action="store_true", help="profile plain torch first, then the fused kernels")
-    ap.add_argument("-o", "--override", action="append", default=[])
+    add_run_args(ap, dims=False)
     args = ap.parse_args()
 
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(args.threads)
-    from cliper.config.loader import load_config
-    from cliper.paths import shared_dataset
-    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
-    from cliper.training.trainer import Trainer
-
-    path = shared_dataset({"baby": "amazon-baby", "sports": "amazon-sports"}[args.dataset])
-    with tempfile.TemporaryDirectory(prefix="cliper-probe-cache-") as cold:
-        os.environ.setdefault("CLIPER_CACHE_DIR", cold)
-        cfg = load_config(overrides=[f"dataset.path={path}", f"model.name={args.model}", "train.checkpoint=false",
-                                     "features.random_image_dim=4096", "features.random_text_dim=384",
-                                     *args.override])
-        data = load_dataset(cfg)
-        features = build_features(cfg, data.n_items)
-        model = build_model(cfg, data, features, torch.device("cpu"))
-        trainer = Trainer(model, data, make_evaluator(cfg, data, torch.device("cpu")), cfg.train,
-                          cfg.eval.valid_metric, cfg.seed, None, progress=False, device=torch.device("cpu"))
+    with random_run(args.dataset, args.model, overrides=args.override) as run:
+        model, trainer = run.model, run.trainer
         model.train()
         model.pre_epoch_hook(1)
 
@@ -78,7 +60,7 @@ def main() -> None:
                 results[variant] = ((time.perf_counter() - t) / args.batches, prof)
             finally:
                 restore()
-    n_batches = (len(data.train) + cfg.train.batch_size - 1) // cfg.train.batch_size
+    n_batches = batches_per_epoch(run)
     for variant, (per_batch, prof) in results.items():
         print(f"== {variant}")
         print(prof.key_averages(group_by_input_shape=args.shapes).table(sort_by="self_cpu_time_total",

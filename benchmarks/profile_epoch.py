@@ -16,49 +16,29 @@ Before/after comparisons: run the same command with ``PYTHONPATH`` pointing at e
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import tempfile
 import time
+
+from random_run import add_run_args, batches_per_epoch, random_run, run_parser, time_batches
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--dataset", default="baby", choices=["baby", "sports"])
-    ap.add_argument("--threads", type=int, default=1)
+    ap = run_parser(__doc__)
     ap.add_argument("--top", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=1, help="unprofiled epochs timed before the profiled one")
     ap.add_argument("--batches", type=int, default=0, help="profile only the first N batches (0: whole epoch)")
     ap.add_argument("--time-batches", type=int, default=0,
                     help="also time the first N batches of the next epoch unprofiled (median CPU s, extrapolated)")
     ap.add_argument("--no-profile", action="store_true")
-    ap.add_argument("-o", "--override", action="append", default=[])
+    add_run_args(ap, dims=False)
     args = ap.parse_args()
 
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     torch.set_num_threads(args.threads)
-    from cliper.config.loader import load_config
-    from cliper.paths import shared_dataset
-    from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
-    from cliper.training.trainer import Trainer
-
-    path = shared_dataset({"baby": "amazon-baby", "sports": "amazon-sports"}[args.dataset])
-    with tempfile.TemporaryDirectory(prefix="cliper-profile-cache-") as cold:
-        os.environ.setdefault("CLIPER_CACHE_DIR", cold)
-        cfg = load_config(overrides=[f"dataset.path={path}", f"model.name={args.model}", "train.checkpoint=false",
-                                     "features.random_image_dim=4096", "features.random_text_dim=384",
-                                     *args.override])
-        data = load_dataset(cfg)
-        features = build_features(cfg, data.n_items)
-        device = torch.device("cpu")
-        model = build_model(cfg, data, features, device)
-        evaluator = make_evaluator(cfg, data, device)
-        trainer = Trainer(model, data, evaluator, cfg.train, cfg.eval.valid_metric, cfg.seed, None,
-                          progress=False, device=device)
+    with random_run(args.dataset, args.model, overrides=args.override) as run:
+        cfg, model, trainer = run.cfg, run.model, run.trainer
         times, cpu, losses = [], [], []
         for epoch in range(1, args.epochs + 1):
             t, c = time.perf_counter(), time.process_time()
@@ -74,20 +54,8 @@ def main() -> None:
 
             epoch = args.epochs + 1
             seed_epoch(cfg.seed, epoch)
-            model.train()
-            model.pre_epoch_hook(epoch)
-            batch_cpu, batch_losses = [], []
-            for i, batch in enumerate(trainer.batches(epoch)):
-                if i == args.time_batches:
-                    break
-                c = time.process_time()
-                trainer.optimizer.zero_grad(set_to_none=True)
-                loss = model.calculate_loss(batch)
-                loss.backward()
-                trainer.optimizer.step()
-                batch_cpu.append(time.process_time() - c)
-                batch_losses.append(loss.item())
-            n_batches = (len(data.train) + cfg.train.batch_size - 1) // cfg.train.batch_size
+            batch_cpu, batch_losses = time_batches(trainer, model, epoch, args.time_batches, clock=time.process_time)
+            n_batches = batches_per_epoch(run)
             med = sorted(batch_cpu[1:] or batch_cpu)[len(batch_cpu[1:] or batch_cpu) // 2]  # first batch warms up
             print(json.dumps({"median_batch_cpu_s": round(med, 4), "batches_per_epoch": n_batches,
                               "epoch_cpu_s_extrapolated": round(med * n_batches, 2), "batch_losses": batch_losses}),
@@ -97,14 +65,7 @@ def main() -> None:
         epoch = args.epochs + 1
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             if args.batches:
-                model.train()
-                for i, batch in enumerate(trainer.batches(epoch)):
-                    if i == args.batches:
-                        break
-                    trainer.optimizer.zero_grad(set_to_none=True)
-                    loss = model.calculate_loss(batch)
-                    loss.backward()
-                    trainer.optimizer.step()
+                time_batches(trainer, model, epoch, args.batches)
             else:
                 trainer.train_epoch(epoch)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top, max_name_column_width=48))
