@@ -36,13 +36,19 @@ def _close(a: dict, b: dict, atol: float) -> None:
         assert torch.allclose(a[k], b[k], atol=atol), k
 
 
+def _loss_and_grads(model, batch):
+    """The model's own loss on ``batch`` and its gradients; the model is left with none."""
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    grads = _grads(model)
+    model.zero_grad()
+    return loss, grads
+
+
 def test_lightgcn_loss_and_gradients_match_dense():
     model = C.build("lightgcn", n_layers=3, reg_weight=0.0)
     batch = C.make_batch()
-    loss = model.calculate_loss(batch)
-    loss.backward()
-    fast = _grads(model)
-    model.zero_grad()
+    loss, fast = _loss_and_grads(model, batch)
     a = _dense_adjacency().float()
     ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
     out = sum(_powers(a, ego, 3)) / 4
@@ -57,10 +63,7 @@ def test_lightgcn_loss_and_gradients_match_dense():
 def test_slmrec_fac_loss_and_gradients_match_dense():
     model = C.build("slmrec", n_layers=2, ssl_task="FAC", ssl_alpha=0.5)
     batch = C.make_batch()
-    loss = model.calculate_loss(batch)
-    loss.backward()
-    fast = _grads(model)
-    model.zero_grad()
+    loss, fast = _loss_and_grads(model, batch)
     a = _dense_adjacency().float()
     users = model.user_embedding.weight
     branches = [sum(_powers(a, torch.cat([users, x]), 2)) / 3 for x in model._item_inputs()]
@@ -104,10 +107,7 @@ def test_dualgnn_propagation_and_gradients_match_dense():
 def test_bpr_loss_and_gradients_match_direct_rows():
     model = C.build("bpr", reg_weight=0.0)
     batch = C.make_batch()
-    loss = model.calculate_loss(batch)
-    loss.backward()
-    fast = _grads(model)
-    model.zero_grad()
+    loss, fast = _loss_and_grads(model, batch)
     users, items = model.user_embedding.weight, model.item_embedding.weight
     u, p, n = users[batch.users], items[batch.pos_items], items[batch.neg_items]
     ref = -torch.log(torch.sigmoid((u * p).sum(1) - (u * n).sum(1))).mean()

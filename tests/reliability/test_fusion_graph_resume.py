@@ -9,18 +9,14 @@ graph of the untrained fusion.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import traceback
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
-from cliper import faults
 from cliper.config.loader import load_config
 from cliper.testing import tiny_dataset, write_inter
+from cliper.testing.kill import killed_in_child
 from cliper.training.runner import train_run
 
 
@@ -55,25 +51,6 @@ def _config(root: Path):
         "train.patience=100", "train.batch_size=64", "eval.topk=[5,10]", "eval.valid_metric=recall@10"])
 
 
-def _killed(point: str, work) -> None:
-    if not hasattr(os, "fork"):
-        pytest.skip("needs os.fork")
-    pid = os.fork()
-    if pid == 0:  # the child SIGKILLs itself at ``point``; it never returns into pytest
-        code = 3
-        try:
-            os.environ[faults.ENV] = point
-            faults._counts.clear()
-            work()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, status
-
-
 def _log(run: Path) -> list[dict]:
     rows = [json.loads(line) for line in (run / "epochs.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]
@@ -84,7 +61,7 @@ def test_followed_graph_resumes_exactly_after_kill_9(tmp_path):
     full = train_run(cfg, tmp_path / "full", progress=False)
     assert full["fusion"]["method"] == "mlp" and full["fusion"]["weight_change"] > 0
     run = tmp_path / "killed"
-    _killed("train.checkpoint:3", lambda: train_run(cfg, run, progress=False))
+    killed_in_child("train.checkpoint:3", lambda: train_run(cfg, run, progress=False))
     assert not (run / "metrics.json").exists()
     resumed = train_run(cfg, run, resume=True, progress=False)
     for key in ("best_epoch", "valid", "test", "epochs_run", "fusion"):

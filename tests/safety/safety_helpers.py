@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from cliper.testing import tiny_dataset, write_inter
+from cliper.testing.kill import killed_in_child  # noqa: F401  (re-exported for the safety tests)
 
 CLI = [sys.executable, "-c", "from cliper.cli.main import main; main()"]
 
@@ -86,36 +87,3 @@ class Payload:
 
     def __reduce__(self):
         return (exec, (f"open({self.marker!r}, 'w').close()",))
-
-
-def killed_in_child(point: str, work) -> int:
-    """Run ``work()`` in a forked child that SIGKILLs itself at kill point ``point``; return its signal.
-
-    Forking skips the interpreter start-up of a fresh ``cliper`` process (seconds per run on a
-    loaded machine); the child is still a separate process that dies by ``kill -9`` mid-work.
-    """
-    import signal
-    import traceback
-
-    import pytest
-
-    from cliper import faults
-
-    if not hasattr(os, "fork"):
-        pytest.skip("needs os.fork")
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 3
-        try:
-            os.environ[faults.ENV] = point
-            faults._counts.clear()
-            work()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
-        f"the child was not killed at {point} (exit status {os.waitstatus_to_exitcode(status)})")
-    return os.WTERMSIG(status)

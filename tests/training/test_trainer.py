@@ -71,18 +71,20 @@ def test_refuses_to_overwrite_finished_run(inter, tmp_path):
         train_run(_cfg(inter, "train.epochs=1"), tmp_path / "r", progress=False)
 
 
+def _finished(run_dir, valid: float, test: float) -> dict:
+    """What a finished grid point leaves behind: its metrics.json (for fake train_run calls)."""
+    m = {"valid": {"recall@20": valid}, "test": {"recall@20": test}, "best_epoch": 1}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(m))
+    return m
+
+
 def test_grid_winner_chosen_on_validation_not_test(inter, tmp_path, monkeypatch):
     """Plant a grid point that is best on test but worse on validation: it must not win."""
     import cliper.training.runner as runner
 
-    planted = {"valid": {"recall@20": 0.1}, "test": {"recall@20": 0.9}}
-    honest = {"valid": {"recall@20": 0.5}, "test": {"recall@20": 0.2}}
-
-    def fake_train_run(cfg, run_dir, **kw):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        m = dict(planted if cfg.model["n_layers"] == 1 else honest, best_epoch=1)
-        (run_dir / "metrics.json").write_text(json.dumps(m))
-        return m
+    def fake_train_run(cfg, run_dir, **kw):  # point 1 is planted: best on test, worse on validation
+        return _finished(run_dir, 0.1, 0.9) if cfg.model["n_layers"] == 1 else _finished(run_dir, 0.5, 0.2)
 
     monkeypatch.setattr(runner, "train_run", fake_train_run)
     cfg = _cfg(inter, "grid={model.n_layers: [1, 2]}")
@@ -115,10 +117,7 @@ def test_grid_skips_diverged_and_refused_points(inter, tmp_path, monkeypatch):
             raise FloatingPointError("loss became nan at epoch 3; lower the learning rate")
         if cfg.model["n_layers"] == 3:
             raise ConfigError("model 'lightgcn' refuses this combination")
-        m = {"valid": {"recall@20": 0.1}, "test": {"recall@20": 0.3}, "best_epoch": 1}
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.json").write_text(json.dumps(m))
-        return m
+        return _finished(run_dir, 0.1, 0.3)
 
     monkeypatch.setattr(runner, "train_run", fake_train_run)
     cfg = _cfg(inter, "grid={model.n_layers: [1, 2, 3]}")
