@@ -37,6 +37,13 @@ COLUMNS = ["dataset", "model", "stopped early", "epochs run", "best epoch", "val
            "test R@20", "test N@20", "s/epoch", "s/eval", "wall s", "peak RSS GiB", "threads"]
 
 
+def _eval_seconds(row: dict) -> float:
+    """Valid + test seconds of one epoch-log row (older logs have one ``eval_seconds``)."""
+    if "eval_seconds" in row:
+        return row["eval_seconds"]
+    return row.get("valid_seconds", 0.0) + row.get("test_seconds", 0.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -96,7 +103,7 @@ def summarise(run_dir: Path, args) -> dict:
         "test R@20": round(test["recall@20"], 4) if test else None,
         "test N@20": round(test["ndcg@20"], 4) if test else None,
         "s/epoch": round(train_s / len(epochs), 2),
-        "s/eval": round(sum(e["eval_seconds"] for e in evals) / len(epochs), 2), "wall s": None,
+        "s/eval": round(sum(_eval_seconds(e) for e in evals) / len(epochs), 2), "wall s": None,
         "peak RSS GiB": args.peak_gib, "threads": args.threads,
     }
 
