@@ -44,7 +44,8 @@ def test_fails_on_a_stale_evaluation_cache(monkeypatch):
 
 def test_fails_when_export_embeddings_disagree_with_full_ranking(monkeypatch):
     model = C.build("bpr")
-    monkeypatch.setattr(type(model), "score_embeddings", lambda self: (self.user_embedding.weight,
-                                                                       self.item_embedding.weight * 2))
+    # scores no longer the exported pair's dot product (full_sort_predict defaults to it, so override it)
+    monkeypatch.setattr(type(model), "full_sort_predict",
+                        lambda self, users: self.user_embedding(users) @ (self.item_embedding.weight * 2).T)
     with pytest.raises(AssertionError):
         C.check_model_ranking(model)

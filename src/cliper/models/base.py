@@ -111,15 +111,22 @@ class Recommender(nn.Module, ABC):
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         """Scalar training loss for one batch (BPR-style + regularisation)."""
 
-    @abstractmethod
     def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        """Scores of every item for each user: float tensor [len(users), n_items]."""
+        """Scores of every item for each user: float tensor [len(users), n_items].
+
+        Every backbone scores by the dot product of :meth:`score_embeddings` (serving ranks with
+        that pair alone), so it is written once here; a model whose scores are not such a product
+        overrides this.
+        """
+        all_users, all_items = self.score_embeddings()
+        return all_users[users] @ all_items.T
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The (users [U, d], items [I, d]) pair full ranking multiplies: ``full_sort_predict(u) ==
         users[u] @ items.T``. Called in eval mode without gradients; a model computes it as its
         evaluation pass does (``self.cached(...)``)."""
-        raise NotImplementedError(f"model {self.name!r} does not export embeddings for serving")
+        raise NotImplementedError(f"model {self.name!r} implements neither score_embeddings() (scoring and "
+                                  "serving) nor full_sort_predict() (scoring only)")
 
     @torch.no_grad()
     def export_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

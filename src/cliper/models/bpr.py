@@ -50,6 +50,3 @@ class BPR(Recommender):
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_embedding.weight, self.item_embedding.weight
-
-    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        return self.user_embedding(users) @ self.item_embedding.weight.T

@@ -211,7 +211,3 @@ class FREEDOM(Recommender):
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cached(lambda: self.propagate(self.full_graph))
-
-    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        all_users, all_items = self.cached(lambda: self.propagate(self.full_graph))
-        return all_users[users] @ all_items.T

@@ -254,7 +254,3 @@ class LATTICE(Recommender):
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cached(self._eval_embeddings)
-
-    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        all_users, all_items = self.cached(self._eval_embeddings)
-        return all_users[users] @ all_items.T

@@ -70,7 +70,3 @@ class LightGCN(Recommender):
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cached(self.propagate)
-
-    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        all_users, all_items = self.cached(self.propagate)
-        return all_users[users] @ all_items.T

@@ -215,7 +215,3 @@ class SLMRec(Recommender):
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cached(lambda: self.compute()[:2])
-
-    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        all_users, all_items = self.cached(lambda: self.compute()[:2])
-        return all_users[users] @ all_items.T

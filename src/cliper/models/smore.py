@@ -247,7 +247,3 @@ class SMORE(Recommender):
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cached(lambda: self.propagate()[:2])
-
-    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        all_users, all_items = self.cached(lambda: self.propagate()[:2])
-        return all_users[users] @ all_items.T

@@ -99,7 +99,3 @@ class VBPR(Recommender):
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_embedding.weight, self.cached(self.item_vectors)
-
-    def full_sort_predict(self, users: torch.Tensor) -> torch.Tensor:
-        items = self.cached(self.item_vectors)
-        return self.user_embedding(users) @ items.T
