@@ -49,12 +49,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("CLIPER_THREADS", str(args.threads))
     inputs = harness.load_inputs(args.dataset, args.features, args.image_dim, args.text_dim)
-    module = importlib.import_module(args.model)
-    params = {}
-    for kv in args.param:
-        k, v = kv.split("=", 1)
-        params[k] = type(getattr(module, "DEFAULTS", {}).get(k, 0.0))(v) if k in getattr(module, "DEFAULTS", {}) else float(v)
     sides = args.sides.split(",")
+    module = importlib.import_module(args.model) if "independent" in sides else None
+    defaults = getattr(module, "DEFAULTS", {})
+    params = {}
+    for kv in args.param:  # typed by the model's DEFAULTS (float when it has none)
+        k, v = kv.split("=", 1)
+        params[k] = type(defaults.get(k, 0.0))(v)
     name = args.name or f"side_by_side_{args.model}_{Path(args.dataset).name}"
     log = print if args.verbose else None
     rows = []
