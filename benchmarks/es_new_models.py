@@ -9,6 +9,10 @@ the models can be run one after another:
 
     python benchmarks/es_new_models.py --model smore --dataset baby --out runs/es
 
+``--record-run DIR --time-log F`` records a run that was interrupted and then finished with
+``cliper train --resume`` under ``/usr/bin/time -v`` (F): the whole epoch log, the finishing
+process's peak.
+
 ``--summarise-run DIR --peak-gib X`` records a run that had to be stopped before early
 stopping (time budget) from its ``epochs.jsonl``: "stopped early" is then false, the best
 epoch is the best valid epoch so far, the test columns come from ``--test-json`` (``cliper
@@ -53,8 +57,13 @@ def main() -> None:
     ap.add_argument("--summarise-run", help="record an interrupted run folder instead of training")
     ap.add_argument("--peak-gib", type=float, help="peak RSS of the interrupted run's process")
     ap.add_argument("--test-json", help="test metrics of the interrupted run's best.pt ({metric: value})")
+    ap.add_argument("--record-run", help="record a finished (resumed) run folder: its metrics.json and epochs.jsonl")
+    ap.add_argument("--time-log", help="with --record-run: the /usr/bin/time -v output of the process that finished it")
     ap.add_argument("-o", "--override", action="append", default=[])
     args = ap.parse_args()
+    if args.record_run:
+        record(args, recorded(Path(args.record_run), Path(args.time_log), args))
+        return
     if args.summarise_run:
         record(args, summarise(Path(args.summarise_run), args))
         return
@@ -87,6 +96,23 @@ def main() -> None:
         "wall s": round(wall, 1), "peak RSS GiB": round(rss_kib / 2**20, 2), "threads": args.threads,
     }
     record(args, row)
+
+
+def recorded(run_dir: Path, time_log: Path, args) -> dict:
+    """The row of a run that was interrupted and then finished with ``cliper train --resume``:
+    epochs and seconds from the whole epochs.jsonl, peak RSS from the finishing process's
+    ``/usr/bin/time -v`` log (the larger of the two processes' peaks is not known here)."""
+    m = json.loads((run_dir / "metrics.json").read_text())
+    epochs = [json.loads(line) for line in (run_dir / "epochs.jsonl").read_text().splitlines() if line.strip()]
+    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_log.read_text()).group(1))
+    return {
+        "dataset": args.dataset, "model": args.model, "stopped early": m["stopped_early"], "epochs run": m["epochs_run"], "best epoch": m["best_epoch"],
+        "valid R@20": round(m["valid"]["recall@20"], 4), "valid N@20": round(m["valid"]["ndcg@20"], 4),
+        "test R@20": round(m["test"]["recall@20"], 4), "test N@20": round(m["test"]["ndcg@20"], 4),
+        "s/epoch": round(sum(e["train_seconds"] for e in epochs) / len(epochs), 2),
+        "s/eval": round(sum(_eval_seconds(e) for e in epochs if "valid" in e) / len(epochs), 2),
+        "wall s": None, "peak RSS GiB": round(rss_kib / 2**20, 2), "threads": m.get("threads", args.threads),
+    }
 
 
 def summarise(run_dir: Path, args) -> dict:

@@ -128,6 +128,60 @@ def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
     return docs
 
 
+SIDE_BY_SIDE_INTRO = """\
+## Side by side with independent implementations {#side-by-side}
+
+Each row trains a cliper backbone (`cliper train`'s own path, packaged defaults) and an
+implementation written apart from it (`benchmarks/independent/<model>.py`, following the reference
+code's behaviour; its loop, sampler, evaluator and early stopping are
+`benchmarks/independent/harness.py`, written to MMRec's semantics) on the same split and the same
+feature arrays, for each seed; test figures are taken at each side's own early-stopping epoch.
+Synthetic graph and synthetic features: fidelity checks, not results of the methods. The
+command of a row is in its JSON file (`benchmarks/results/side_by_side/`).
+"""
+
+SIDE_BY_SIDE_EPOCHS = (5, 10, 25, 50)
+
+
+def _pm(pair) -> str:
+    return f"{pair[0]:.4f} ± {pair[1]:.4f}"
+
+
+def _curve_cells(rows: list[dict], side: str) -> str:
+    cells = []
+    for e in SIDE_BY_SIDE_EPOCHS:
+        vals = [r[side]["valid_curve"][e - 1] for r in rows if len(r[side]["valid_curve"]) >= e]
+        cells.append(f"{sum(vals) / len(vals):.4f}" if len(vals) == len(rows) else "-")
+    return " / ".join(cells)
+
+
+def render_side_by_side(results_dir: Path) -> str:
+    """One table over ``results_dir/side_by_side/*.json`` (finished comparisons only)."""
+    paths = sorted((Path(results_dir) / "side_by_side").glob("*.json"))
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in paths if not p.name.endswith(".partial.json")]
+    docs = [d for d in docs if d.get("summary")]
+    if not docs:
+        return ""
+    out = [SIDE_BY_SIDE_INTRO,
+           "| model | graph / features | seeds | test R@20 cliper | independent | relative | within 2 SE | "
+           "test N@20 cliper / independent | best epochs cliper / independent | "
+           f"valid R@20 at epochs {'/'.join(map(str, SIDE_BY_SIDE_EPOCHS))}: cliper; independent | measured |",
+           "|" + "---|" * 10]
+    for d in docs:
+        r, n = d["summary"]["recall@20"], d["summary"]["ndcg@20"]
+        rows = d["rows"]
+        label = d.get("label") or d["model"]
+        dims = f"{d['features']} {d['image_dim']}+{d['text_dim']}" if d["image_dim"] or d["text_dim"] else "no features"
+        feats = f"{Path(d['dataset']).name} / {dims}"
+        epochs = ", ".join(f"{x['cliper']['best_epoch']}/{x['independent']['best_epoch']}" for x in rows)
+        out.append(f"| {label} | {feats} | {len(rows)} | {_pm(r['cliper'])} | {_pm(r['independent'])} | "
+                   f"{r['relative']:+.1%} | {_cell(r['within_2se'])} | {n['cliper'][0]:.4f} / {n['independent'][0]:.4f} | "
+                   f"{epochs} | {_curve_cells(rows, 'cliper')}; {_curve_cells(rows, 'independent')} | "
+                   f"{d['machine'].get('threads')} thread, {str(d.get('date', ''))[:10] or '-'} |")
+    out.append("")
+    return "\n".join(out)
+
+
 def render(results_dir: Path = RESULTS_DIR) -> str:
     """The whole page, as text, from the JSON files in ``results_dir``."""
     docs = load_results(results_dir)
@@ -139,6 +193,9 @@ def render(results_dir: Path = RESULTS_DIR) -> str:
         if name not in docs:
             parts.append(f"## {title} {{#{name.replace('_', '-')}}}\n\n**Not measured yet.** Run `{cmd}` "
                          f"(it writes `benchmarks/results/{name}.json`), then `python benchmarks/render.py`.\n")
+    side = render_side_by_side(results_dir)
+    if side:
+        parts.append(side)
     return "\n".join(parts)
 
 

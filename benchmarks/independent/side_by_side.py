@@ -13,6 +13,7 @@ and whether the gap is within two standard errors, goes to
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import os
 import sys
@@ -78,6 +79,7 @@ def main() -> None:
             if len(sides) == 2:
                 harness.save(RESULTS_DIR / "side_by_side" / f"{name}.partial.json", {"rows": rows})
     payload = {"benchmark": name, "command": "python " + " ".join(sys.argv), "machine": machine(args.threads),
+               "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
                "model": args.model, "dataset": str(args.dataset), "features": args.features,
                "image_dim": args.image_dim, "text_dim": args.text_dim, "overrides": args.override,
                "independent_params": params, "rows": rows}
