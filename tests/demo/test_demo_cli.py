@@ -37,3 +37,13 @@ def test_demo_data_errors_are_one_line(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "--force" in err and "\n" not in err
     assert _run(monkeypatch, args + ["--force"]) == 0
+
+
+def test_demo_data_quiet_shows_no_progress_bar(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    args = ["demo-data", "--output", str(tmp_path / "a"), "--items", "40", "--users", "30"]
+    assert _run(monkeypatch, args) == 0
+    assert "demo images" in capsys.readouterr().err  # the bar, without -q
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert _run(monkeypatch, ["demo-data", "--output", str(tmp_path / "b"), "--items", "40", "--users", "30", "-q"]) == 0
+    assert "demo images" not in capsys.readouterr().err

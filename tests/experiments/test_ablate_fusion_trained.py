@@ -34,9 +34,25 @@ def test_fusion_ablation_on_freedom_trains_the_mlp(tiny_exp, tmp_path):
 def test_an_untrained_trainable_fusion_is_refused_in_one_line(tiny_exp, tmp_path, monkeypatch):
     install_fake_training(monkeypatch, lambda cfg: (0.3, 0.3))
     monkeypatch.setattr(exp_helpers, "_fake_fusion_record",
-                        lambda cfg: {"method": cfg.features.fusion, "trainable": True, "weight_change": 0.0})
+                        lambda cfg: {"method": cfg.features.fusion, "trainable": cfg.features.fusion != "sa",
+                                     "weight_change": 0.0 if cfg.features.fusion != "sa" else None})
     with pytest.raises(CliperError) as err:
         run_ablation(_spec(tiny_exp, ("vbpr",)), "fusion", tmp_path / "out", values=["sa", "mlp"], progress=False)
     msg = str(err.value)
     assert "\n" not in msg and "not trained" in msg and "tiny/vbpr/mlp/seed0" in msg and "sa/" not in msg
     assert not (tmp_path / "out" / "ablation_fusion.csv").exists()
+
+
+def test_compare_refuses_an_untrained_trainable_fusion_too(tiny_exp, tmp_path, monkeypatch):
+    from cliper.experiments.compare import run_compare
+
+    install_fake_training(monkeypatch, lambda cfg: (0.3, 0.3))
+    monkeypatch.setattr(exp_helpers, "_fake_fusion_record",
+                        lambda cfg: {"method": "mlp", "trainable": True, "weight_change": 0.0})  # as the run records it
+    ds, store = tiny_exp
+    spec = spec_from_options(None, datasets=[f"tiny={ds}"], stores=[str(store)], backbones=["vbpr"], seeds="0",
+                             epochs=2)
+    with pytest.raises(CliperError) as err:
+        run_compare(spec, tmp_path / "out", progress=False)
+    assert "\n" not in str(err.value) and "not trained" in str(err.value)
+    assert not (tmp_path / "out" / "compare.csv").exists()

@@ -22,6 +22,7 @@ def demo_data(
     mean_interactions: float = typer.Option(18.0, "--mean-interactions", help="Mean interactions per user."),
     image_size: int = typer.Option(64, "--image-size", help="Side of the square product pictures, pixels."),
     force: bool = typer.Option(False, "--force", help="Replace a catalogue already in --output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Quiet: no progress bars, warnings and errors only."),
 ) -> None:
     """Generate a SYNTHETIC demo catalogue (metadata JSONL, images, MMRec .inter split, id maps).
 
@@ -31,7 +32,7 @@ def demo_data(
 
     cat = generate_demo_catalog(
         output, n_items=items, n_users=users, seed=seed, mean_interactions=mean_interactions,
-        image_size=image_size, overwrite=force,
+        image_size=image_size, overwrite=force, progress=not quiet,
     )
     s = cat.stats
     typer.echo(

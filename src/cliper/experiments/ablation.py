@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 from cliper.errors import CliperError, ConfigError
 from cliper.experiments import plots, tables
+from cliper.experiments.collect import check_fusions_trained
 from cliper.experiments.plan import Unit, build_units, resolve_variant
 from cliper.experiments.runner import run_units
 from cliper.experiments.spec import ExperimentSpec
@@ -137,30 +138,6 @@ def run_ablation(spec: ExperimentSpec, kind: str, out: str | Path, values: Seque
     units, reference, swept = ablation_plan(spec, kind, values)
     with exclusive_output(out):
         return _ablation(spec, kind, out, units, reference, swept, progress, train, engine)
-
-
-def check_fusions_trained(out: Path, units: Sequence[Unit]) -> None:
-    """Refuse to report a trainable fusion (mlp, attention) whose weights did not move in its run.
-
-    Runs that have not finished are left to the table code (it reports them missing)."""
-    from cliper.experiments.collect import read_metrics, winner_dir
-    from cliper.fusion import FUSIONS
-
-    untrained = []
-    for u in units:
-        method = str(u.overrides.get("features.fusion", "")).lower()
-        if method not in FUSIONS or not FUSIONS[method].trainable:
-            continue
-        try:
-            metrics = read_metrics(winner_dir(u.folder(out)))
-        except CliperError:
-            continue
-        record = metrics.get("fusion") or {}
-        change = record.get("weight_change")
-        if not isinstance(change, (int, float)) or not change > 0:
-            untrained.append(f"{u.label} (weight change {change})")
-    if untrained:
-        raise CliperError(f"trainable fusion not trained, not reported: {'; '.join(untrained)}")
 
 
 def _ablation(spec, kind, out, units, reference, swept, progress, train, engine) -> dict[str, Path]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cliper.errors import CliperError
-from cliper.experiments.plan import RUNS_DIR
+from cliper.experiments.plan import RUNS_DIR, Unit
 from cliper.training.runner import METRICS_FILE, PER_USER_FILE, load_per_user
 
 
@@ -86,3 +86,26 @@ def features_label(metrics: dict[str, Any]) -> str:
     if f.get("image") or f.get("text"):
         return "files:" + "+".join(k for k in ("image", "text") if f.get(k))
     return "random"
+
+
+def check_fusions_trained(out: Path, units: Sequence[Unit]) -> None:
+    """Refuse to report a trainable fusion (mlp, attention) whose weights did not move in its run
+    (``cliper ablate`` and ``cliper compare`` both call it before writing a table).
+
+    Each finished run's ``metrics.json`` says whether its fusion was trainable and how far its
+    weights moved, so the fusion set by a spec's overrides, a variant or a unit is checked alike.
+    Runs that have not finished are left to the table code (it reports them missing)."""
+    untrained = []
+    for u in units:
+        try:
+            metrics = read_metrics(winner_dir(u.folder(out)))
+        except CliperError:
+            continue
+        record = metrics.get("fusion") or {}
+        if not record.get("trainable"):
+            continue
+        change = record.get("weight_change")
+        if not isinstance(change, (int, float)) or not change > 0:
+            untrained.append(f"{u.label} (weight change {change})")
+    if untrained:
+        raise CliperError(f"trainable fusion not trained, not reported: {'; '.join(untrained)}")

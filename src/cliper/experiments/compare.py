@@ -18,6 +18,7 @@ import numpy as np
 
 from cliper.errors import ConfigError, DataError
 from cliper.experiments import plots, tables
+from cliper.experiments.collect import check_fusions_trained
 from cliper.experiments.plan import Unit, build_units, compare_variants
 from cliper.experiments.runner import run_units
 from cliper.experiments.spec import ExperimentSpec
@@ -114,6 +115,7 @@ def run_compare(spec: ExperimentSpec, out: str | Path, progress: bool = True, tr
 
 
 def write_compare_report(spec: ExperimentSpec, out: Path, units: list[Unit]) -> dict[str, Path]:
+    check_fusions_trained(out, units)  # an arm with an untrained mlp/attention fusion is not reported
     groups = tables.gather(out, units)
     rows = tables.compare_rows(groups, list(spec.datasets), spec.backbones, spec.baseline, spec.treatment)
     files = {
