@@ -151,7 +151,10 @@ def record(args, row: dict) -> None:
         "peak RSS = /usr/bin/time -v of the cliper train process. command shows the last model's call; "
         "each row is one call with --model <row's model>. A row with 'stopped early' false was stopped by the "
         "session's time budget before early stopping and recorded with --summarise-run (best valid epoch so "
-        "far; test = cliper evaluate of its best.pt; peak = the process's VmHWM when stopped)."))
+        "far; test = cliper evaluate of its best.pt; peak = the process's VmHWM when stopped). A row recorded with "
+        "--record-run was interrupted and finished with `cliper train --resume` (LGMRec: epochs 1-20 on the "
+        "new-models branch, 21-30 and 31-45 on main; same maths): its epochs and seconds are the whole log's, its "
+        "peak the finishing process's."))
     print(json.dumps(row))
 
 
