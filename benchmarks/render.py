@@ -170,7 +170,7 @@ def render_side_by_side(results_dir: Path) -> str:
     for d in docs:
         r, n = d["summary"]["recall@20"], d["summary"]["ndcg@20"]
         rows = d["rows"]
-        label = d.get("label") or d["model"]
+        label = d.get("label") or d["benchmark"].removeprefix("side_by_side_")
         dims = f"{d['features']} {d['image_dim']}+{d['text_dim']}" if d["image_dim"] or d["text_dim"] else "no features"
         feats = f"{Path(d['dataset']).name} / {dims}"
         epochs = ", ".join(f"{x['cliper']['best_epoch']}/{x['independent']['best_epoch']}" for x in rows)
