@@ -36,7 +36,8 @@ DEFAULTS = {"dim": 64, "hidden_mult": 4, "n_ui_layers": 2, "n_mm_layers": 1, "kn
 def _to_torch(m: sp.spmatrix) -> torch.Tensor:
     m = m.tocoo()
     idx = torch.from_numpy(np.vstack([m.row, m.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(idx, torch.from_numpy(m.data.astype(np.float32)), m.shape).coalesce()
+    return torch.sparse_coo_tensor(idx, torch.from_numpy(m.data.astype(np.float32)), m.shape,
+                                   check_invariants=True).coalesce()
 
 
 def ui_graph(train: sp.csr_matrix) -> torch.Tensor:
