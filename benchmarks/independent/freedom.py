@@ -13,8 +13,10 @@
 ``train_features`` (default 0, cliper's default) says whether the raw feature tables are trained
 (MMRec: ``from_pretrained(freeze=False)``). ``mm_source`` builds S from other arrays than the
 model's features to measure what a stale cached ``mm_adj`` does: ``same`` (default), ``random``
-(seeded noise of the same shapes: a cache left from other features), ``swap`` (image and text
-swapped), ``text_only`` / ``image_only`` (one modality's graph alone)."""
+(seeded noise of the same shapes: a cache left from other features), ``resampled`` (the harness's
+svd features again under another seed: the same train signal, another projection and noise, as a
+graph from raw instead of fused text would be), ``swap`` (image and text swapped), ``text_only`` /
+``image_only`` (one modality's graph alone)."""
 
 from __future__ import annotations
 
@@ -96,13 +98,18 @@ class Model(nn.Module):
             return mods
         if how == "swap":  # each graph from the other modality's arrays
             return {"image": mods["text"], "text": mods["image"]}
+        if how == "resampled":
+            from harness import svd_features  # the harness, not cliper
+
+            return {m: svd_features(inputs.train, x.shape[1], 32, 1.0, int(seed) + j)
+                    for j, (m, x) in enumerate(mods.items())}
         if how == "random":
             rng = np.random.default_rng(int(seed))
             return {m: rng.standard_normal(x.shape, dtype=np.float32) for m, x in mods.items()}
         if how in ("text_only", "image_only"):
             m = how.split("_")[0]
             return {m: mods[m]}
-        raise ValueError(f"mm_source must be same, swap, random, text_only or image_only, not {how!r}")
+        raise ValueError(f"mm_source must be same, resampled, swap, random, text_only or image_only, not {how!r}")
 
     def _ui_adj(self, users: np.ndarray, items: np.ndarray) -> torch.Tensor:
         v = bipartite_values(users, items, self.n_users, self.n_items)
