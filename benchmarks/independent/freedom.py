@@ -172,8 +172,8 @@ def curves_table(path: str, epochs=(5, 10, 25, 50)) -> str:
             se = v.std(ddof=1) / math.sqrt(v.size) if v.size > 1 else 0.0
             cells.append(f"{s} {v.mean():.4f} +- {se:.4f} (n={v.size})")
         if len(sides) == 2:
-            d = np.array([r["cliper"]["valid_curve"][e - 1] - r["independent"]["valid_curve"][e - 1]
-                          for r in rows if min(len(r["cliper"]["valid_curve"]), len(r["independent"]["valid_curve"])) >= e])
+            both = [(r["cliper"]["valid_curve"], r["independent"]["valid_curve"]) for r in rows]
+            d = np.array([a[e - 1] - b[e - 1] for a, b in both if min(len(a), len(b)) >= e])
             cells.append(f"paired diff {d.mean():+.4f} +- {d.std(ddof=1) / math.sqrt(d.size) if d.size > 1 else 0:.4f}")
         out.append(f"epoch {e}: " + "; ".join(cells))
     return "\n".join(out)
