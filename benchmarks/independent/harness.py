@@ -192,6 +192,8 @@ def fit_independent(model_cls, inputs: Inputs, seed: int, epochs: int, params: d
     np.random.seed(seed)
     model = model_cls(inputs, seed, **(params or {}))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    # a model may carry MMRec's learning_rate_scheduler as ``lr_lambda(epoch)`` (LambdaLR, stepped per epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, model.lr_lambda) if hasattr(model, "lr_lambda") else None
     sampler = ReferenceSampler(inputs.train, np.random.default_rng(seed))
     valid, test, seconds = [], [], []
     for epoch in range(1, epochs + 1):
@@ -203,6 +205,8 @@ def fit_independent(model_cls, inputs: Inputs, seed: int, epochs: int, params: d
             loss = model.loss(u, p, n)
             loss.backward()
             opt.step()
+        if sched is not None:
+            sched.step()
         seconds.append(time.perf_counter() - t0)
         v, t = evaluate(model, inputs, "valid"), evaluate(model, inputs, "test")
         valid.append(v)
