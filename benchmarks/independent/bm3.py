@@ -6,7 +6,8 @@ user and item rows (unsquared Frobenius norms / n_items). No negatives. Written 
 reading of MMRec's models/bm3.py for the side-by-side check; shares no code with cliper's model.
 
 ``train_features=1`` trains the raw feature tables as MMRec's code does (``freeze=False``);
-``0`` freezes them (cliper's default).
+``0`` freezes them (cliper's default). ``row_dropout=1`` draws the target mask per batch row (cliper).
+
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DEFAULTS = {"dim": 64, "n_layers": 1, "dropout": 0.3, "reg_weight": 0.1, "cl_weight": 2.0, "train_features": 0}
+DEFAULTS = {"dim": 64, "n_layers": 1, "dropout": 0.3, "reg_weight": 0.1, "cl_weight": 2.0, "train_features": 0,
+            "row_dropout": 0}
 
 
 def sym_norm_adj(train: sp.csr_matrix) -> torch.Tensor:
@@ -32,10 +34,11 @@ def sym_norm_adj(train: sp.csr_matrix) -> torch.Tensor:
 
 class Model(nn.Module):
     def __init__(self, inputs, seed, dim=64, n_layers=1, dropout=0.3, reg_weight=0.1, cl_weight=2.0,
-                 train_features=0):
+                 train_features=0, row_dropout=0):
         super().__init__()
         self.n_users, self.n_items = inputs.n_users, inputs.n_items
         self.n_layers, self.p, self.reg, self.cl = int(n_layers), float(dropout), float(reg_weight), float(cl_weight)
+        self.row_dropout = bool(row_dropout)
         dim = int(dim)
         self.user = nn.Parameter(torch.empty(self.n_users, dim))
         self.item = nn.Parameter(torch.empty(self.n_items, dim))
@@ -65,18 +68,26 @@ class Model(nn.Module):
         out = torch.stack(layers).mean(0)
         return out[: self.n_users], out[self.n_users:] + self.item
 
+    def target(self, x, rows):
+        """MMRec: one mask over all rows, then indexed (a row repeated in the batch shares it);
+        ``row_dropout``: one mask per batch row (cliper's documented choice)."""
+        x = x.detach()
+        if self.row_dropout:
+            return F.dropout(x[rows], self.p, training=True)
+        return F.dropout(x, self.p, training=True)[rows]
+
     def loss(self, u, p, n):  # n unused: BM3 needs no negatives
         u_on, i_on = self.encode()
         with torch.no_grad():  # target view: dropout over all rows, then indexed (as MMRec)
-            u_tg = F.dropout(u_on.detach(), self.p, training=True)[u]
-            i_tg = F.dropout(i_on.detach(), self.p, training=True)[p]
+            u_tg = self.target(u_on, u)
+            i_tg = self.target(i_on, p)
         pu, pi = self.predictor(u_on)[u], self.predictor(i_on)[p]
         total = (1 - F.cosine_similarity(pu, i_tg, dim=-1).mean()) + (1 - F.cosine_similarity(pi, u_tg, dim=-1).mean())
         cl = 0.0
         for name, lin in self.proj.items():
             f_on = lin(self.feats[name])
             with torch.no_grad():
-                f_tg = F.dropout(f_on.detach(), self.p, training=True)[p]
+                f_tg = self.target(f_on, p)
             pf = self.predictor(f_on)[p]
             cl = cl + (1 - F.cosine_similarity(pf, i_tg, dim=-1).mean()) + (1 - F.cosine_similarity(pf, f_tg, dim=-1).mean())
         reg = (torch.linalg.norm(u_on) + torch.linalg.norm(i_on)) / self.n_items
