@@ -9,7 +9,8 @@ reference toolbox's (MMRec's) documented semantics:
   2048, one negative per pair drawn uniformly from the items seen in training and redrawn
   while it is one of the user's train items;
 - Adam, learning rate 1e-3, no weight decay, a constant learning rate (MMRec's default
-  scheduler factor is 1.0);
+  scheduler factor is 1.0) unless the model has ``lr_lambda(epoch)`` (its YAML's
+  ``learning_rate_scheduler``, run as MMRec's per-epoch ``LambdaLR``);
 - full ranking after every epoch: the user's train items are masked, Recall@20 = hits / |truth|,
   NDCG@20 with the ideal DCG over min(|truth|, 20) positions, averaged over the users that have
   truth in the split;
