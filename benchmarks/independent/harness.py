@@ -9,7 +9,8 @@ reference toolbox's (MMRec's) documented semantics:
   2048, one negative per pair drawn uniformly from the items seen in training and redrawn
   while it is one of the user's train items;
 - Adam, learning rate 1e-3, no weight decay, a constant learning rate (MMRec's default
-  scheduler factor is 1.0);
+  scheduler factor is 1.0) unless the model has ``lr_lambda(epoch)`` (its YAML's
+  ``learning_rate_scheduler``, run as MMRec's per-epoch ``LambdaLR``);
 - full ranking after every epoch: the user's train items are masked, Recall@20 = hits / |truth|,
   NDCG@20 with the ideal DCG over min(|truth|, 20) positions, averaged over the users that have
   truth in the split;
@@ -192,6 +193,8 @@ def fit_independent(model_cls, inputs: Inputs, seed: int, epochs: int, params: d
     np.random.seed(seed)
     model = model_cls(inputs, seed, **(params or {}))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    # a model may carry MMRec's learning_rate_scheduler as ``lr_lambda(epoch)`` (LambdaLR, stepped per epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, model.lr_lambda) if hasattr(model, "lr_lambda") else None
     sampler = ReferenceSampler(inputs.train, np.random.default_rng(seed))
     valid, test, seconds = [], [], []
     for epoch in range(1, epochs + 1):
@@ -203,6 +206,8 @@ def fit_independent(model_cls, inputs: Inputs, seed: int, epochs: int, params: d
             loss = model.loss(u, p, n)
             loss.backward()
             opt.step()
+        if sched is not None:
+            sched.step()
         seconds.append(time.perf_counter() - t0)
         v, t = evaluate(model, inputs, "valid"), evaluate(model, inputs, "test")
         valid.append(v)
