@@ -213,7 +213,7 @@ def fit_independent(model_cls, inputs: Inputs, seed: int, epochs: int, params: d
         valid.append(v)
         test.append(t)
         if log:
-            log(f"  independent seed {seed} epoch {epoch}: valid R@20 {v['recall@20']:.4f} loss {float(loss):.4f}")
+            log(f"  independent seed {seed} epoch {epoch}: valid R@20 {v['recall@20']:.4f} loss {float(loss.detach()):.4f}")
         best_i, run = reference_stop([x["recall@20"] for x in valid], patience)
         if run < len(valid):
             break
