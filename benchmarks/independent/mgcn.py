@@ -18,18 +18,28 @@ Switches for the two documented cliper decisions: ``train_features`` (reference:
 feature tables are trained; cliper's default: 0, frozen) and ``reg_by_config_batch`` (reference:
 1, the regulariser is divided by the configured 2048 also on a smaller last batch; cliper: 0,
 the actual batch size). Defaults follow cliper's documented decisions.
+
+The harness's loop keeps Adam's learning rate constant; MGCN's config (reference and cliper)
+decays it as MMRec's LambdaLR, lr * 0.96 ** (epoch / 50) with epoch counted from 0. So that
+the independent side follows it without a harness change, this module sets the rate itself
+from a global optimizer step pre-hook that acts only on an optimizer holding this model's
+parameters (``lr_decay=1`` turns it off).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 DEFAULTS = {"dim": 64, "n_ui_layers": 2, "n_layers": 1, "knn_k": 10, "reg_weight": 1e-4, "cl_loss": 0.01,
-            "tau": 0.2, "train_features": 0, "reg_by_config_batch": 0, "batch_size": 2048}
+            "tau": 0.2, "train_features": 0, "reg_by_config_batch": 0, "batch_size": 2048,
+            "lr_decay": 0.96, "lr_decay_step": 50}
 
 
 def _to_torch(m: sp.spmatrix) -> torch.Tensor:
@@ -73,9 +83,25 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> torch.Tensor:
     return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
 
 
+def _lr_hook(ref):
+    def hook(opt, args, kwargs):
+        model = ref()
+        if model is None or model.epoch < 0:
+            return
+        mine = model.user_embedding.weight
+        for g in opt.param_groups:
+            if any(p is mine for p in g["params"]):
+                for group in opt.param_groups:
+                    base = group.setdefault("independent_base_lr", group["lr"])
+                    group["lr"] = base * model.lr_decay ** (model.epoch / model.lr_decay_step)
+                return
+    return hook
+
+
 class Model(nn.Module):
     def __init__(self, inputs, seed, dim=64, n_ui_layers=2, n_layers=1, knn_k=10, reg_weight=1e-4, cl_loss=0.01,
-                 tau=0.2, train_features=0, reg_by_config_batch=0, batch_size=2048):
+                 tau=0.2, train_features=0, reg_by_config_batch=0, batch_size=2048,
+                 lr_decay=0.96, lr_decay_step=50):
         super().__init__()
         dim = int(dim)
         self.n_users, self.n_items = inputs.n_users, inputs.n_items
@@ -99,9 +125,13 @@ class Model(nn.Module):
         self.query = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
         self.gate = nn.ModuleDict({m: nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid()) for m in mods})
         self.prefer = nn.ModuleDict({m: nn.Sequential(nn.Linear(dim, dim), nn.Sigmoid()) for m in mods})
+        self.epoch = -1  # LambdaLR's epoch index of the epoch being trained
+        self.lr_decay, self.lr_decay_step = float(lr_decay), float(lr_decay_step)
+        if self.lr_decay != 1.0:
+            register_optimizer_step_pre_hook(_lr_hook(weakref.ref(self)))
 
     def pre_epoch(self):
-        pass
+        self.epoch += 1
 
     def forward(self):
         item_id = self.item_id_embedding.weight
