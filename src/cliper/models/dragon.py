@@ -98,11 +98,11 @@ class DRAGON(Recommender):
         self.graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
         self.user_graph_matrix = build_user_graph(ctx.train.matrix, p.user_k, p.user_weighting, ctx.cache_dir)
         self.user_graph = SparseGraph(self.user_graph_matrix).to(ctx.device)
-        self.knn_cache = KnnGraphCache(ctx.cache_dir)
+        self.knn_cache = KnnGraphCache(ctx.cache_dir, ctx.knn)
         self.graph_keys: dict[str, str] = {}
         # a trainable fusion's text graph follows its current output (cliper extension, docs/fusion.md)
         self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
-                                              p.knn_k, weighted=False, chunk_size=p.knn_chunk_size)
+                                              p.knn_k, weighted=False, chunk_size=p.knn_chunk_size, search=ctx.knn)
         self._modal_graphs: dict[str, sp.csr_matrix] = {}
         self.item_graph: SparseGraph | None = None
         follow_fusion(self)

@@ -108,12 +108,12 @@ class MGCN(Recommender):
         self.ui_graph = SparseGraph(norm, symmetric=True).to(ctx.device)
         # D_u^-1/2 R D_i^-1/2: the user-item block of the same matrix (item-item view's user aggregation, authors' self.R)
         self.user_item = SparseGraph(sp.csr_matrix(norm[: self.n_users, self.n_users :])).to(ctx.device)
-        self.knn_cache = KnnGraphCache(ctx.cache_dir)
+        self.knn_cache = KnnGraphCache(ctx.cache_dir, ctx.knn)
         self.graph_keys: dict[str, str] = {}
         self.item_graphs: dict[str, SparseGraph] = {}
         # a trainable fusion's text graph follows its current output (cliper extension, docs/fusion.md)
         self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
-                                              p.knn_k, weighted=True, chunk_size=p.knn_chunk_size)
+                                              p.knn_k, weighted=True, chunk_size=p.knn_chunk_size, search=ctx.knn)
         follow_fusion(self)
         with torch.no_grad():
             for m in self.modal:

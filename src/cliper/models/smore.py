@@ -158,11 +158,11 @@ class SMORE(Recommender):
         norm = normalized_bipartite(ctx.train.matrix)
         self.graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
         self.user_item = SparseGraph(sp.csr_matrix(norm[: self.n_users, self.n_users :])).to(ctx.device)
-        self.knn_cache = KnnGraphCache(ctx.cache_dir)
+        self.knn_cache = KnnGraphCache(ctx.cache_dir, ctx.knn)
         self.graph_keys: dict[str, str] = {}
         # a trainable fusion's text graph follows its current output (cliper extension, docs/fusion.md)
         self.fused_graphs = FusedGraphRefresh(fused_modalities(ctx.features, self.modal), p.graph_refresh_every,
-                                              p.text_knn_k, weighted=True, chunk_size=p.knn_chunk_size)
+                                              p.text_knn_k, weighted=True, chunk_size=p.knn_chunk_size, search=ctx.knn)
         self.item_graph_matrices: dict[str, sp.csr_matrix] = {}
         follow_fusion(self)
         self.item_graph_matrices = self._build_item_graphs()
