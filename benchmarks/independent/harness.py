@@ -214,8 +214,8 @@ def fit_independent(model_cls, inputs: Inputs, seed: int, epochs: int, params: d
         test.append(t)
         if log:
             log(f"  independent seed {seed} epoch {epoch}: valid R@20 {v['recall@20']:.4f} loss {float(loss.detach()):.4f}")
-        best_i, run = reference_stop([x["recall@20"] for x in valid], patience)
-        if run < len(valid):
+        best_i, _ = reference_stop([x["recall@20"] for x in valid], patience)
+        if len(valid) - 1 - best_i >= patience:  # this evaluation was the patience-th without a gain
             break
     return _summary(valid, test, seconds, patience)
 

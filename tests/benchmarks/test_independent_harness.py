@@ -86,3 +86,34 @@ def test_harness_evaluator_agrees_with_cliper_evaluator(tmp_path):
     theirs = Evaluator(data, topk=(20,), metrics=("recall", "ndcg")).evaluate(model, "valid")
     assert ours["recall@20"] == pytest.approx(theirs["recall@20"], abs=1e-9)
     assert ours["ndcg@20"] == pytest.approx(theirs["ndcg@20"], abs=1e-9)
+
+
+class _Frozen(torch.nn.Module):
+    """Scores that never change: the first evaluation is the best, every later one ties."""
+
+    def __init__(self, inputs, seed):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.n_items = inputs.n_items
+
+    def pre_epoch(self):
+        pass
+
+    def loss(self, u, p, n):
+        return (self.w ** 2).sum()
+
+    def scores(self, users):
+        return torch.arange(self.n_items, dtype=torch.float32).repeat(len(users), 1)
+
+
+def test_independent_loop_stops_at_the_patience_th_flat_evaluation(tmp_path):
+    rng = np.random.default_rng(1)
+    lines = ["userID\titemID\tx_label"]
+    for u in range(30):
+        items = rng.choice(40, size=6, replace=False)
+        lines += [f"{u}\t{i}\t{label}" for i, label in zip(items, [0] * 4 + [1, 2])]
+    (tmp_path / "toy.inter").write_text("\n".join(lines) + "\n")
+    inputs = harness.load_inputs(tmp_path, features="random", image_dim=0, text_dim=0)
+    out = harness.fit_independent(_Frozen, inputs, seed=0, epochs=50, patience=3)
+    assert out["best_epoch"] == 1 and out["epochs_run"] == 4 and out["stopped_early"]
+    assert len(out["valid_curve"]) == 4  # no epoch trained past the stopping one
