@@ -9,6 +9,8 @@ layer, so a trainable fusion learns with the recommender. Models call
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 from pathlib import Path
 
@@ -81,6 +83,13 @@ class ItemFeatures(nn.Module):
         if not sizes:
             raise ConfigError("ItemFeatures needs at least one modality")
         self.n_items = next(iter(sizes.values()))
+
+    def fork(self) -> "ItemFeatures":
+        """A copy for another model (a grid point, a seed): its own fusion weights, the SAME feature
+        arrays. The arrays are never written in place (models train residuals beside them), so a
+        sweep holds one [N, 4096] matrix instead of one per point."""
+        arrays = (self._image, self._text, self._views, self._similarity, self._fused)
+        return copy.deepcopy(self, memo={id(t): t for t in arrays if t is not None})
 
     # -- what models use -------------------------------------------------------------
     @property

@@ -7,7 +7,6 @@ A run folder holds ``config.yaml`` (resolved), ``epochs.jsonl``, ``checkpoint.pt
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -106,8 +105,8 @@ def build_model(cfg: RunConfig, data: InteractionData, features: ItemFeatures | 
                 device: torch.device | None = None, own_features: bool = False) -> Recommender:
     """Seed, then construct the configured model on ``data``'s train graph.
 
-    A model owns (and may train) its features: they are deep-copied unless ``own_features``
-    says the caller hands them over (one copy fewer of a [n_items, 4096] matrix)."""
+    A model owns (and may train) its features' fusion: it gets a fork (own fusion weights, the
+    shared read-only arrays) unless ``own_features`` says the caller hands them over."""
     device = device or resolve_device(cfg.device)
     cls = get_model_class(cfg.model_name)
     params = validate_model_params(cfg)
@@ -115,7 +114,7 @@ def build_model(cfg: RunConfig, data: InteractionData, features: ItemFeatures | 
     if features is not None and not cls.modalities:
         features = None  # an ID-only model never reads them
     if features is not None:
-        features = (features if own_features else copy.deepcopy(features)).to(device)
+        features = (features if own_features else features.fork()).to(device)
         features.reset_parameters()  # trainable fusion starts from the seeded initialisation
     ctx = ModelContext(train=data.train_view(), features=features, cache_dir=cache_dir(), device=device,
                        knn=KnnSearch.from_config(cfg.graph))
