@@ -191,3 +191,53 @@ class Model(nn.Module):
     def scores(self, users):
         final, _, _ = self.forward()
         return final[users] @ final[self.n_users:].T
+
+
+def _curves() -> None:
+    """Both sides for a fixed number of epochs with early stopping off, to compare the valid
+    curves past the demo's early peak (side_by_side.py stops both at epoch 3 + 21)."""
+    import argparse
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    sys.path[:0] = [str(here), str(here.parent)]
+    import harness
+    from results_io import RESULTS_DIR, machine
+
+    ap = argparse.ArgumentParser(description=_curves.__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="/tmp/sbs/demo")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--sides", default="cliper,independent")
+    ap.add_argument("-o", "--override", action="append", default=[])
+    ap.add_argument("-p", "--param", action="append", default=[])
+    ap.add_argument("--name", default="side_by_side_smore_demo_curves")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    inputs = harness.load_inputs(args.dataset, "svd", 512, 384)
+    params = {k: type(DEFAULTS.get(k, 0.0))(v) for k, v in (kv.split("=", 1) for kv in args.param)}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            row = {"seed": seed}
+            for side in args.sides.split(","):
+                t0 = time.perf_counter()
+                if side == "cliper":
+                    row[side] = harness.fit_cliper("smore", args.dataset, inputs, seed, args.epochs, Path(tmp),
+                                                   ["threads=1", *args.override], patience=10 ** 6)
+                else:
+                    row[side] = harness.fit_independent(Model, inputs, seed, args.epochs, params, patience=10 ** 6)
+                print(f"seed {seed} {side}: {' '.join(f'{x:.3f}' for x in row[side]['valid_curve'][4::5])} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            rows.append(row)
+            harness.save(RESULTS_DIR / "side_by_side" / f"{args.name}.json",
+                         {"benchmark": args.name, "command": "python " + " ".join(sys.argv),
+                          "machine": machine(1), "overrides": args.override, "independent_params": params,
+                          "epochs": args.epochs, "rows": rows})
+
+
+if __name__ == "__main__":
+    _curves()
