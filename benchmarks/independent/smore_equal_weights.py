@@ -24,6 +24,23 @@ import harness  # noqa: E402
 import smore  # noqa: E402
 
 
+def copy_weights(cm, im) -> None:
+    """cliper's SMORE parameters (``cm``) into the independent model (``im``)."""
+    with torch.no_grad():
+        im.user_emb.copy_(cm.user_embedding.weight)
+        im.item_emb.copy_(cm.item_embedding.weight)
+        pairs = [(im.image_proj, cm.projections["image"]), (im.text_proj, cm.projections["text"]),
+                 (im.q_img, cm.queries["image"]), (im.q_txt, cm.queries["text"])]
+        for mine, key in ((im.g_v, "image"), (im.g_t, "text"), (im.g_f, "fusion")):
+            pairs.append((mine, cm.item_gates[key]))
+        for mine, key in ((im.p_v, "image"), (im.p_t, "text"), (im.p_f, "fusion")):
+            pairs.append((mine, cm.preference_gates[key]))
+        for mine, theirs in pairs:
+            mine.load_state_dict(theirs.state_dict())
+        for mine, key in ((im.w_img, "image"), (im.w_txt, "text"), (im.w_fus, "fusion")):
+            mine.copy_(cm.filters[key])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="/tmp/sbs/demo")
@@ -49,19 +66,7 @@ def main() -> None:
     for v, g in (("image", im.g_img), ("text", im.g_txt), ("fusion", im.g_fus)):
         a, b = cm.item_graph_matrices[v].toarray(), g.to_dense().numpy()
         worst[f"{v} graph"] = float(np.abs(a - b).max())
-    with torch.no_grad():
-        im.user_emb.copy_(cm.user_embedding.weight)
-        im.item_emb.copy_(cm.item_embedding.weight)
-        pairs = [(im.image_proj, cm.projections["image"]), (im.text_proj, cm.projections["text"]),
-                 (im.q_img, cm.queries["image"]), (im.q_txt, cm.queries["text"])]
-        for mine, key in ((im.g_v, "image"), (im.g_t, "text"), (im.g_f, "fusion")):
-            pairs.append((mine, cm.item_gates[key]))
-        for mine, key in ((im.p_v, "image"), (im.p_t, "text"), (im.p_f, "fusion")):
-            pairs.append((mine, cm.preference_gates[key]))
-        for mine, theirs in pairs:
-            mine.load_state_dict(theirs.state_dict())
-        for mine, key in ((im.w_img, "image"), (im.w_txt, "text"), (im.w_fus, "fusion")):
-            mine.copy_(cm.filters[key])
+    copy_weights(cm, im)
     cm.eval()
     im.eval()
     with torch.no_grad():
