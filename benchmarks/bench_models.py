@@ -9,7 +9,8 @@ test pass. The worker builds the model as ``cliper train`` does: packaged per-mo
 defaults, features loaded only when the model reads them (``modalities != ()``) and handed
 to it without a copy, the runner's ``build_model``, threads from the runner's rule
 (``--threads``, else ``$CLIPER_THREADS``, else :func:`cliper.runtime.default_threads`),
-glibc's default allocator unless ``--keep-freed-memory``. It trains with the trainer's own
+glibc's allocator as ``cliper train`` sets it (``runtime.freed_memory_cap_mib``, 64 MiB; ``--freed-cap-mib 0``
+... ``none`` for glibc's dynamic defaults), or ``--keep-freed-memory``. It trains with the trainer's own
 ``train_epoch`` and evaluates with the :class:`Evaluator` (valid passes, then one test pass).
 
 ``bare s`` is, in the same process and on the same user chunks as the valid pass, only the
@@ -128,10 +129,12 @@ def bare_eval_ops(evaluator, n_users: int, n_items: int) -> float:
 
 def worker(args) -> dict:
     """Runs inside the subprocess: one model on one dataset."""
-    from cliper.runtime import keep_freed_memory, peak_rss_mb, set_threads
+    from cliper.runtime import cap_freed_memory, keep_freed_memory, peak_rss_mb, set_threads
 
     if args.keep_freed_memory:
         keep_freed_memory(True)
+    else:
+        cap_freed_memory(_cap(args.freed_cap_mib))
     threads = set_threads(args.threads)
     import torch
 
@@ -183,6 +186,10 @@ def worker(args) -> dict:
     }
 
 
+def _cap(value: str) -> int | None:
+    return None if str(value).lower() in ("none", "null") else int(value)
+
+
 def run_one(args, dataset: str, path: Path, model: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--dataset", dataset, "--path", str(path), "--model", model,
            "--epochs", str(args.epochs), "--evals", str(args.evals), "--image-dim", str(args.image_dim),
@@ -193,6 +200,7 @@ def run_one(args, dataset: str, path: Path, model: str) -> dict:
         cmd += ["--threads", str(args.threads)]
     if args.keep_freed_memory:
         cmd.append("--keep-freed-memory")
+    cmd += ["--freed-cap-mib", str(args.freed_cap_mib)]
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="cliper-bench-cache-") as cold:
         env["CLIPER_CACHE_DIR"] = args.cache_dir or cold
@@ -265,6 +273,8 @@ def main() -> None:
                     help="torch threads (default: the runner's rule: $CLIPER_THREADS, else cliper.runtime.default_threads)")
     ap.add_argument("--keep-freed-memory", "--mallopt", dest="keep_freed_memory", action="store_true",
                     help="runtime.keep_freed_memory: glibc keeps large freed blocks (fewer page faults, higher peak)")
+    ap.add_argument("--freed-cap-mib", default="64",
+                    help="runtime.freed_memory_cap_mib (cliper train's default 64; 'none': glibc's dynamic defaults)")
     ap.add_argument("--json", default=None, help="also write the raw rows to this JSON file")
     ap.add_argument("--name", default="models",
                     help="result name: writes benchmarks/results/<name>.json (rendered by benchmarks/render.py)")
@@ -296,7 +306,9 @@ def main() -> None:
                 print(f"... {ds} {m}", file=sys.stderr, flush=True)
                 rows.append(run_one(args, ds, path, m))
     threads = sorted({r["threads"] for r in rows if "threads" in r})
-    memory = "glibc default allocator" if not args.keep_freed_memory else "runtime.keep_freed_memory on"
+    memory = ("runtime.keep_freed_memory on" if args.keep_freed_memory else
+              "glibc's dynamic allocator defaults" if _cap(args.freed_cap_mib) is None else
+              f"runtime.freed_memory_cap_mib {args.freed_cap_mib}")
     print(f"seeded random features: image {args.image_dim}-d, text {args.text_dim}-d (loaded only by models that read "
           f"them); peak = VmHWM of a fresh process per model; {args.epochs} epoch(s), {args.evals} valid pass(es) + 1 "
           f"test pass; threads {threads}; {memory}; load average now {os.getloadavg()[0]:.2f}")

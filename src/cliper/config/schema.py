@@ -108,7 +108,8 @@ class GraphSection(_Strict):
 class RuntimeSection(_Strict):
     """Process-level memory settings (docs/training.md#memory)."""
 
-    keep_freed_memory: bool = False  # glibc keeps freed large blocks: fewer page faults, higher peak RSS
+    keep_freed_memory: bool = False  # glibc keeps ALL freed large blocks: fewest page faults, highest peak RSS
+    freed_memory_cap_mib: int | None = Field(64, ge=0)  # else glibc keeps at most this much freed heap (null: its defaults)
 
 
 class RunConfig(_Strict):
