@@ -44,10 +44,7 @@ def main() -> int:
 
     inputs = harness.load_inputs(args.dataset, args.features, args.image_dim, args.text_dim)
     tmp = Path(tempfile.mkdtemp())
-    feats = []
-    for m, x in inputs.modalities().items():
-        np.save(tmp / f"{m}.npy", x)
-        feats.append(f"features.{m}={tmp / f'{m}.npy'}")
+    feats = harness.feature_overrides(inputs, tmp)
     cfg = load_config(overrides=[f"dataset.path={args.dataset}", "model.name=dragon", f"seed={args.seed}",
                                  "train.checkpoint=false", *feats])
     data = load_dataset(cfg)

@@ -229,6 +229,36 @@ def _summary(valid: list[dict], test: list[dict | None], seconds: list[float], p
 
 
 # -- the cliper side -------------------------------------------------------------------
+def feature_overrides(inputs: Inputs, workdir: Path) -> list[str]:
+    """The feature arrays as ``.npy`` files under ``workdir`` (written once) and the cliper
+    overrides that load them: how every cliper-side run sees exactly the independent side's arrays."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    feats = []
+    for m, x in inputs.modalities().items():
+        path = workdir / f"{m}.npy"
+        if not path.exists():
+            np.save(path, x)
+        feats.append(f"features.{m}={path}")
+    return feats
+
+
+class CliperScores:
+    """:func:`evaluate`'s interface over a cliper model (for the lockstep diagnostics)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def eval(self):
+        self.model.eval()
+
+    def train(self):
+        self.model.train()
+
+    def scores(self, users):
+        return self.model.full_sort_predict(users)
+
+
 def fit_cliper(model_name: str, dataset: str | Path, inputs: Inputs, seed: int, epochs: int, workdir: Path,
                overrides: list[str] = (), patience: int = 21) -> dict:
     """``cliper train``'s path on the same arrays: packaged defaults, Trainer, Evaluator."""
@@ -237,13 +267,7 @@ def fit_cliper(model_name: str, dataset: str | Path, inputs: Inputs, seed: int, 
     from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator
     from cliper.training.trainer import Trainer
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    feats = []
-    for m, x in inputs.modalities().items():
-        path = workdir / f"{m}.npy"
-        if not path.exists():
-            np.save(path, x)
-        feats.append(f"features.{m}={path}")
+    feats = feature_overrides(inputs, workdir)
     cfg = load_config(overrides=[f"dataset.path={dataset}", f"model.name={model_name}", f"train.epochs={epochs}",
                                  f"train.patience={patience}", f"seed={seed}", "train.checkpoint=false",
                                  "eval.topk=[20]", "eval.metrics=[recall,ndcg]", *feats, *overrides])

@@ -34,12 +34,7 @@ def cliper_model(name: str, dataset: str, inputs, seed: int, workdir: Path, over
     from cliper.config.loader import load_config
     from cliper.training.runner import build_features, build_model, load_dataset
 
-    feats = []
-    for m, x in inputs.modalities().items():
-        path = workdir / f"{m}.npy"
-        if not path.exists():
-            np.save(path, x)
-        feats.append(f"features.{m}={path}")
+    feats = harness.feature_overrides(inputs, workdir)
     cfg = load_config(overrides=[f"dataset.path={dataset}", f"model.name={name}", f"seed={seed}", *feats, *overrides])
     data = load_dataset(cfg)
     return build_model(cfg, data, build_features(cfg, data.n_items), torch.device("cpu"))
@@ -56,22 +51,6 @@ def copy_init(name: str, cm, im) -> None:
         im.predictor.load_state_dict(cm.predictor.state_dict())
     else:
         im.modal_weight.copy_(cm.modal_weight)
-
-
-class _Scores:
-    """``harness.evaluate``'s interface over a cliper model."""
-
-    def __init__(self, model):
-        self.m = model
-
-    def eval(self):
-        self.m.eval()
-
-    def train(self):
-        self.m.train()
-
-    def scores(self, users):
-        return self.m.full_sort_predict(users)
 
 
 def lockstep(args, inputs, workdir: Path) -> int:
@@ -107,7 +86,7 @@ def lockstep(args, inputs, workdir: Path) -> int:
             oi.step()
         for sch in scheds:
             sch.step()
-        a = harness.evaluate(_Scores(cm), inputs, "valid")["recall@20"]
+        a = harness.evaluate(harness.CliperScores(cm), inputs, "valid")["recall@20"]
         b = harness.evaluate(im, inputs, "valid")["recall@20"]
         worst = max(worst, abs(a - b))
         print(f"epoch {ep}: valid R@20 cliper {a:.5f} independent {b:.5f}", flush=True)

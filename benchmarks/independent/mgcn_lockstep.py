@@ -16,7 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -33,20 +32,6 @@ for _m in ("image", "text"):
         NAMES[f"projections.{_m}.{_s}"] = f"trs.{_m}.{_s}"
         NAMES[f"purifier_gates.{_m}.{_s}"] = f"gate.{_m}.0.{_s}"
         NAMES[f"preference_gates.{_m}.{_s}"] = f"prefer.{_m}.0.{_s}"
-
-
-class _Scores:  # the harness evaluator's interface over a cliper model
-    def __init__(self, model):
-        self.model = model
-
-    def eval(self):
-        self.model.eval()
-
-    def train(self):
-        self.model.train()
-
-    def scores(self, users):
-        return self.model.full_sort_predict(users)
 
 
 def main() -> None:
@@ -66,10 +51,7 @@ def main() -> None:
     inputs = harness.load_inputs(args.dataset, "svd", args.image_dim, args.text_dim)
     cpu = torch.device("cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        feats = []
-        for m, x in inputs.modalities().items():
-            np.save(Path(tmp) / f"{m}.npy", x)
-            feats.append(f"features.{m}={Path(tmp) / f'{m}.npy'}")
+        feats = harness.feature_overrides(inputs, Path(tmp))
         for seed in args.seeds:
             cfg = load_config(overrides=[f"dataset.path={args.dataset}", "model.name=mgcn", f"seed={seed}",
                                          "train.checkpoint=false", "threads=1", *feats])
@@ -93,7 +75,7 @@ def main() -> None:
                     opt.zero_grad()
                     im.loss(u, p, n).backward()
                     opt.step()
-                curves["cliper"].append(harness.evaluate(_Scores(cm), inputs, "valid")["recall@20"])
+                curves["cliper"].append(harness.evaluate(harness.CliperScores(cm), inputs, "valid")["recall@20"])
                 curves["independent"].append(harness.evaluate(im, inputs, "valid")["recall@20"])
             drift = max(float((cp[a] - ip[b]).abs().max()) for a, b in NAMES.items())
             gap = max(abs(x - y) for x, y in zip(*curves.values()))

@@ -15,7 +15,6 @@ import time
 import weakref
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
@@ -35,10 +34,7 @@ class CliperInHarness(torch.nn.Module):
         from cliper.config.loader import load_config
         from cliper.training.runner import build_features, build_model, load_dataset
 
-        feats = []
-        for m, x in inputs.modalities().items():
-            np.save(TMP / f"{m}.npy", x)
-            feats.append(f"features.{m}={TMP / (m + '.npy')}")
+        feats = harness.feature_overrides(inputs, TMP)
         cfg = load_config(overrides=[f"dataset.path={DATASET}", "model.name=smore", f"seed={seed}", *feats])
         self.cm = build_model(cfg, load_dataset(cfg), build_features(cfg, inputs.n_items), torch.device("cpu"))
         self.epoch = -1

@@ -54,10 +54,7 @@ def main() -> None:
 
     inp = harness.load_inputs(args.dataset, "svd", 512, 384)
     with tempfile.TemporaryDirectory() as tmp:
-        feats = []
-        for m, x in inp.modalities().items():
-            np.save(Path(tmp) / f"{m}.npy", x)
-            feats.append(f"features.{m}={Path(tmp) / (m + '.npy')}")
+        feats = harness.feature_overrides(inp, Path(tmp))
         cfg = load_config(overrides=[f"dataset.path={args.dataset}", "model.name=smore", f"seed={args.seed}", *feats])
         data = load_dataset(cfg)
         cm = build_model(cfg, data, build_features(cfg, data.n_items), torch.device("cpu"))

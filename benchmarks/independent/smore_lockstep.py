@@ -17,7 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -26,20 +25,6 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 import harness  # noqa: E402
 import smore  # noqa: E402
 from smore_equal_weights import copy_weights  # noqa: E402
-
-
-class _Scores:  # the harness evaluator's interface over a cliper model
-    def __init__(self, model):
-        self.model = model
-
-    def eval(self):
-        self.model.eval()
-
-    def train(self):
-        self.model.train()
-
-    def scores(self, users):
-        return self.model.full_sort_predict(users)
 
 
 def main() -> None:
@@ -59,10 +44,7 @@ def main() -> None:
     cpu = torch.device("cpu")
     result = {"command": "python " + " ".join(sys.argv), "seeds": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        feats = []
-        for m, x in inputs.modalities().items():
-            np.save(Path(tmp) / f"{m}.npy", x)
-            feats.append(f"features.{m}={Path(tmp) / f'{m}.npy'}")
+        feats = harness.feature_overrides(inputs, Path(tmp))
         for seed in args.seeds:
             cfg = load_config(overrides=[f"dataset.path={args.dataset}", "model.name=smore", f"seed={seed}",
                                          "model.dropout=0.0", "train.checkpoint=false", "threads=1", *feats])
@@ -83,7 +65,7 @@ def main() -> None:
                     opt.zero_grad()
                     im.loss(u, p, n).backward()
                     opt.step()
-                curves["cliper"].append(round(harness.evaluate(_Scores(cm), inputs, "valid")["recall@20"], 6))
+                curves["cliper"].append(round(harness.evaluate(harness.CliperScores(cm), inputs, "valid")["recall@20"], 6))
                 curves["independent"].append(round(harness.evaluate(im, inputs, "valid")["recall@20"], 6))
             gap = max(abs(x - y) for x, y in zip(*curves.values()))
             result["seeds"][seed] = {**curves, "max_curve_gap": gap}
