@@ -259,6 +259,21 @@ class CliperScores:
         return self.model.full_sort_predict(users)
 
 
+def lockstep_epoch(trainer, model, opt, inputs: Inputs, epoch: int) -> tuple[float, float]:
+    """One epoch of cliper's Trainer and, on the very same batches (``trainer.batches(epoch)`` is
+    deterministic per epoch), of the independent ``model`` under ``opt``; the two valid R@20."""
+    batches = [(b.users, b.pos_items, b.neg_items) for b in trainer.batches(epoch)]
+    trainer.train_epoch(epoch)
+    model.train()
+    model.pre_epoch()
+    for u, p, n in batches:
+        opt.zero_grad()
+        model.loss(u, p, n).backward()
+        opt.step()
+    return (evaluate(CliperScores(trainer.model), inputs, "valid")["recall@20"],
+            evaluate(model, inputs, "valid")["recall@20"])
+
+
 def fit_cliper(model_name: str, dataset: str | Path, inputs: Inputs, seed: int, epochs: int, workdir: Path,
                overrides: list[str] = (), patience: int = 21) -> dict:
     """``cliper train``'s path on the same arrays: packaged defaults, Trainer, Evaluator."""

@@ -67,16 +67,9 @@ def main() -> None:
             opt = torch.optim.Adam([p for p in im.parameters() if p.requires_grad], lr=1e-3)
             curves = {"cliper": [], "independent": []}
             for epoch in range(1, args.epochs + 1):
-                batches = [(b.users, b.pos_items, b.neg_items) for b in trainer.batches(epoch)]  # deterministic per epoch
-                trainer.train_epoch(epoch)
-                im.train()
-                im.pre_epoch()
-                for u, p, n in batches:
-                    opt.zero_grad()
-                    im.loss(u, p, n).backward()
-                    opt.step()
-                curves["cliper"].append(harness.evaluate(harness.CliperScores(cm), inputs, "valid")["recall@20"])
-                curves["independent"].append(harness.evaluate(im, inputs, "valid")["recall@20"])
+                c, i = harness.lockstep_epoch(trainer, im, opt, inputs, epoch)
+                curves["cliper"].append(c)
+                curves["independent"].append(i)
             drift = max(float((cp[a] - ip[b]).abs().max()) for a, b in NAMES.items())
             gap = max(abs(x - y) for x, y in zip(*curves.values()))
             print(f"seed {seed}: valid R@20 cliper {[round(x, 5) for x in curves['cliper']]}", flush=True)

@@ -57,16 +57,9 @@ def main() -> None:
             opt = torch.optim.Adam([p for p in im.parameters() if p.requires_grad], lr=cfg.train.learning_rate)
             curves = {"cliper": [], "independent": []}
             for epoch in range(1, args.epochs + 1):
-                batches = [(b.users, b.pos_items, b.neg_items) for b in trainer.batches(epoch)]  # same per epoch
-                trainer.train_epoch(epoch)
-                im.train()
-                im.pre_epoch()
-                for u, p, n in batches:
-                    opt.zero_grad()
-                    im.loss(u, p, n).backward()
-                    opt.step()
-                curves["cliper"].append(round(harness.evaluate(harness.CliperScores(cm), inputs, "valid")["recall@20"], 6))
-                curves["independent"].append(round(harness.evaluate(im, inputs, "valid")["recall@20"], 6))
+                c, i = harness.lockstep_epoch(trainer, im, opt, inputs, epoch)
+                curves["cliper"].append(round(c, 6))
+                curves["independent"].append(round(i, 6))
             gap = max(abs(x - y) for x, y in zip(*curves.values()))
             result["seeds"][seed] = {**curves, "max_curve_gap": gap}
             print(f"seed {seed}: cliper {curves['cliper'][::5]}", flush=True)
