@@ -33,6 +33,18 @@ SECTIONS = {
     "models_issue13_baby": ("Every backbone: speed, eval ratio to the bare ranking operations, peak memory vs MMRec (Baby)",
                             "python benchmarks/bench_models.py --datasets baby --epochs 1 --evals 1 --threads 1 "
                             "--timeout 600 --name models_issue13_baby"),
+    "models_issue13_baby_cap64": ("Every backbone on Baby with the default freed-memory cap (64 MiB); it ran beside the test suite (load ~3.7)",
+                                  "python benchmarks/bench_models.py --datasets baby --epochs 1 --evals 1 --threads 1 "
+                                  "--timeout 600 --name models_issue13_baby_cap64"),
+    "models_issue13_baby_glibc": ("Every backbone on Baby with glibc's dynamic allocator defaults, run right after it",
+                                  "python benchmarks/bench_models.py --datasets baby --epochs 1 --evals 1 --threads 1 "
+                                  "--timeout 600 --freed-cap-mib none --name models_issue13_baby_glibc"),
+    "models_alloc_ab_cap64": ("Freed-memory cap (default) against glibc's defaults, back to back on a quiet machine: cap",
+                              "python benchmarks/bench_models.py --models lightgcn,freedom,dualgnn,grcn,vbpr --datasets baby "
+                              "--epochs 1 --evals 1 --threads 1 --name models_alloc_ab_cap64"),
+    "models_alloc_ab_glibc": ("The same, glibc's dynamic defaults, run right after it",
+                              "python benchmarks/bench_models.py --models lightgcn,freedom,dualgnn,grcn,vbpr --datasets baby "
+                              "--epochs 1 --evals 1 --threads 1 --freed-cap-mib none --name models_alloc_ab_glibc"),
     "models_issue13_sports": ("Every backbone: the same on Sports",
                               "python benchmarks/bench_models.py --datasets sports --epochs 1 --evals 1 --threads 1 "
                               "--timeout 900 --name models_issue13_sports"),
