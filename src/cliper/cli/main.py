@@ -106,7 +106,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     from cliper.runtime import set_threads
 
-    # glibc keeps its default (freed large blocks go back to the OS): runtime.keep_freed_memory opts in
+    # the allocator is set per run by train_run (runtime.freed_memory_cap_mib / keep_freed_memory), not here
     try:
         set_threads(None)  # threads / $CLIPER_THREADS / the default rule (docs/training.md#threads)
         rv = app(standalone_mode=False)
