@@ -36,16 +36,19 @@ def keep_freed_memory(enable: bool = True) -> bool:
     docs/training.md#memory). ``enable=False`` restores glibc's defaults. Linux/glibc
     only; elsewhere it does nothing and returns False.
     """
+    if enable:
+        return _malloc_thresholds(1 << 30, (1 << 31) - 1)
+    return _malloc_thresholds(128 * 1024, 128 * 1024)  # glibc's defaults (dynamic thresholds start at 128 KiB)
+
+
+def _malloc_thresholds(mmap_bytes: int, trim_bytes: int) -> bool:
+    """glibc's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD; False where there is no glibc."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        if enable:
-            libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, (1 << 31) - 1)  # M_TRIM_THRESHOLD
-        else:  # glibc's defaults (dynamic thresholds start at 128 KiB)
-            libc.mallopt(-3, 128 * 1024)
-            libc.mallopt(-1, 128 * 1024)
+        libc.mallopt(-3, int(mmap_bytes))  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, int(trim_bytes))  # M_TRIM_THRESHOLD
         return True
     except (OSError, AttributeError):
         return False
@@ -62,15 +65,9 @@ def cap_freed_memory(cap_mib: int | None = 64) -> bool:
     never holding more than ``cap_mib`` of freed memory at the heap top (measured in
     docs/training.md#memory). ``None`` leaves glibc's dynamic defaults. Linux/glibc only.
     """
-    if cap_mib is None or not sys.platform.startswith("linux"):
+    if cap_mib is None:
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, int(cap_mib) << 20)  # M_TRIM_THRESHOLD
-        return True
-    except (OSError, AttributeError):
-        return False
+    return _malloc_thresholds(32 << 20, int(cap_mib) << 20)
 
 
 def usable_cpus() -> int:
