@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("-o", "--override", action="append", default=[])
     args = ap.parse_args()
     if args.record_run:
-        record(args, recorded(Path(args.record_run), Path(args.time_log), args))
+        record(args, finished_row(Path(args.record_run), Path(args.time_log).read_text(), args))
         return
     if args.summarise_run:
         record(args, summarise(Path(args.summarise_run), args))
@@ -84,29 +84,26 @@ def main() -> None:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit("error: cliper train failed: " + " | ".join(proc.stderr.strip().splitlines()[-3:]))
-    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    m = json.loads((run_dir / "metrics.json").read_text())
-    row = {
-        "dataset": args.dataset, "model": args.model, "stopped early": m["stopped_early"],
-        "epochs run": m["epochs_run"], "best epoch": m["best_epoch"],
-        "valid R@20": round(m["valid"]["recall@20"], 4), "valid N@20": round(m["valid"]["ndcg@20"], 4),
-        "test R@20": round(m["test"]["recall@20"], 4), "test N@20": round(m["test"]["ndcg@20"], 4),
-        "s/epoch": round(m["train_seconds"] / m["epochs_run"], 2),
-        "s/eval": round(m["eval_seconds"] / max(m["epochs_run"], 1), 2),
-        "wall s": round(wall, 1), "peak RSS GiB": round(rss_kib / 2**20, 2), "threads": args.threads,
-    }
+    row = finished_row(run_dir, proc.stderr, args)
+    row["wall s"] = round(wall, 1)
     record(args, row)
 
 
-def recorded(run_dir: Path, time_log: Path, args) -> dict:
-    """The row of a run that was interrupted and then finished with ``cliper train --resume``:
-    epochs and seconds from the whole epochs.jsonl, peak RSS from the finishing process's
-    ``/usr/bin/time -v`` log (the larger of the two processes' peaks is not known here)."""
+def _epochs(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "epochs.jsonl").read_text().splitlines() if line.strip()]
+
+
+def finished_row(run_dir: Path, time_text: str, args) -> dict:
+    """The row of a run that reached its end, from its metrics.json, its whole epochs.jsonl (so a run
+    interrupted and finished with ``cliper train --resume`` counts every epoch) and the
+    ``/usr/bin/time -v`` output of the process that finished it (its peak RSS; after a resume the
+    earlier process's peak is not known here)."""
     m = json.loads((run_dir / "metrics.json").read_text())
-    epochs = [json.loads(line) for line in (run_dir / "epochs.jsonl").read_text().splitlines() if line.strip()]
-    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_log.read_text()).group(1))
+    epochs = _epochs(run_dir)
+    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_text).group(1))
     return {
-        "dataset": args.dataset, "model": args.model, "stopped early": m["stopped_early"], "epochs run": m["epochs_run"], "best epoch": m["best_epoch"],
+        "dataset": args.dataset, "model": args.model, "stopped early": m["stopped_early"],
+        "epochs run": m["epochs_run"], "best epoch": m["best_epoch"],
         "valid R@20": round(m["valid"]["recall@20"], 4), "valid N@20": round(m["valid"]["ndcg@20"], 4),
         "test R@20": round(m["test"]["recall@20"], 4), "test N@20": round(m["test"]["ndcg@20"], 4),
         "s/epoch": round(sum(e["train_seconds"] for e in epochs) / len(epochs), 2),
@@ -117,7 +114,7 @@ def recorded(run_dir: Path, time_log: Path, args) -> dict:
 
 def summarise(run_dir: Path, args) -> dict:
     """The row of an interrupted run, from its epochs.jsonl (best valid epoch so far)."""
-    epochs = [json.loads(line) for line in (run_dir / "epochs.jsonl").read_text().splitlines() if line.strip()]
+    epochs = _epochs(run_dir)
     evals = [e for e in epochs if "valid" in e]
     best = [e for e in evals if e.get("best")][-1]  # the trainer flags each improvement
     test = json.loads(Path(args.test_json).read_text()) if args.test_json else {}
