@@ -22,19 +22,19 @@ from random_run import add_run_args, random_run, run_parser
 
 @contextlib.contextmanager
 def full_propagation():
-    """Route ``LightGCNPropagation(rows=...)`` through the full propagation and a row selection."""
+    """Route ``LightGCNPropagation.rows`` through the full propagation and a row selection."""
     from cliper.graphs import adjacency
     from cliper.models import layers
 
     def full(graph, x, n_layers, rows, mean=False):
-        return adjacency.layer_sum(graph, x, n_layers, mean).index_select(0, rows)
+        return adjacency.layer_sum(graph, x, n_layers, mean).index_select(0, rows), x.index_select(0, rows)
 
-    old = layers.layer_sum_rows
-    layers.layer_sum_rows = full
+    old = layers.propagate_rows
+    layers.propagate_rows = full
     try:
         yield
     finally:
-        layers.layer_sum_rows = old
+        layers.propagate_rows = old
 
 
 def main() -> None:

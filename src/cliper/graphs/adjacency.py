@@ -166,27 +166,30 @@ class _LayerSum(torch.autograd.Function):
 
 
 def _layer_sum_rows(graph: "SparseGraph", x: torch.Tensor, n_layers: int, rows: torch.Tensor,
-                    block: torch.Tensor) -> torch.Tensor:
-    """Rows ``rows`` of x + A x + ... + A^L x (L >= 1), added in the order of :func:`_layer_sum`."""
-    out = x.index_select(0, rows)
+                    block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows of x + A x + ... + A^L x, added in the order of :func:`_layer_sum`; rows of x), L >= 1."""
+    x_rows = x.index_select(0, rows)
+    out = x_rows.clone()
     layer = x
     for _ in range(n_layers - 1):
         layer = sparse_mm(graph.matrix, layer)
         out += layer.index_select(0, rows)
     out += sparse_mm(block, layer)
-    return out
+    return out, x_rows
 
 
 class _LayerSumRows(torch.autograd.Function):
-    """Rows ``rows`` of ``sum_k A^k x`` as one autograd node; the last product is
-    taken for those rows only.
+    """Rows ``rows`` of ``sum_k A^k x``, and of ``x`` itself, as one autograd node; the last product
+    is taken for those rows only.
 
     Forward: layers 1..L-1 in full, then ``A[rows] @ A^(L-1) x``. Backward, for the gradient g of
     the rows scattered into s (zero elsewhere): ``A^T s`` is ``A[rows]^T g`` (the block's
-    transpose: the rows' non-zeros only), then the full Horner steps h = A^T h + s. The values equal
-    :class:`_LayerSum` followed by ``index_select`` bit for bit (the same rows of the same kernel);
-    the gradients sum the same terms, which the full product interleaves with exact zeros, so they
-    agree up to float rounding (the kernel's accumulation order; about 1e-7 in the tests).
+    transpose: the rows' non-zeros only), then the full Horner steps h = A^T h + s; the gradient of
+    the input rows (a penalty on the layer-0 embeddings) is added to h's rows at the end, so it
+    needs no buffer of its own. The values equal :class:`_LayerSum` followed by ``index_select``
+    bit for bit (the same rows of the same kernel); the gradients sum the same terms, which the
+    full product interleaves with exact zeros, so they agree up to float rounding (the kernel's
+    accumulation order; about 1e-7 in the tests).
     """
 
     @staticmethod
@@ -194,39 +197,48 @@ class _LayerSumRows(torch.autograd.Function):
         block, block_t = graph.row_block(rows, transpose=True)
         ctx.graph, ctx.block_t, ctx.n_layers, ctx.mean, ctx.shape = graph, block_t, n_layers, mean, x.shape
         ctx.save_for_backward(rows)
-        out = _layer_sum_rows(graph, x, n_layers, rows, block)
-        return out.div_(n_layers + 1) if mean else out
+        ctx.set_materialize_grads(False)
+        out, x_rows = _layer_sum_rows(graph, x, n_layers, rows, block)
+        return (out.div_(n_layers + 1) if mean else out), x_rows
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor | None, grad_x_rows: torch.Tensor | None):  # type: ignore[override]
         (rows,) = ctx.saved_tensors
-        g = grad / (ctx.n_layers + 1) if ctx.mean else grad.contiguous()
-        s = g.new_zeros(ctx.shape)
-        s.index_add_(0, rows, g)  # sums repeated rows, as the full path's index_select backward does
-        h = sparse_mm(ctx.block_t, g)
-        h += s
-        for _ in range(ctx.n_layers - 1):
-            h = sparse_mm(ctx.graph.matrix_t, h)
+        if grad is None:
+            h = grad_x_rows.new_zeros(ctx.shape)
+        else:
+            g = grad / (ctx.n_layers + 1) if ctx.mean else grad.contiguous()
+            s = g.new_zeros(ctx.shape)
+            s.index_add_(0, rows, g)  # sums repeated rows, as the full path's index_select backward does
+            h = sparse_mm(ctx.block_t, g)
             h += s
+            for _ in range(ctx.n_layers - 1):
+                h = sparse_mm(ctx.graph.matrix_t, h)
+                h += s
+        if grad_x_rows is not None:
+            h.index_add_(0, rows, grad_x_rows)
         return h, None, None, None, None
 
 
-def layer_sum_rows(graph, x: torch.Tensor, n_layers: int, rows: torch.Tensor, mean: bool = False) -> torch.Tensor:
-    """``layer_sum(graph, x, n_layers, mean)[rows]``, cheaper (``rows`` sorted and distinct is cheapest).
+def propagate_rows(graph, x: torch.Tensor, n_layers: int, rows: torch.Tensor, mean: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(layer_sum(graph, x, n_layers, mean)[rows], x[rows])``, cheaper (``rows`` sorted and distinct
+    is cheapest).
 
-    A training batch needs the propagated embeddings of its own users and items only: the last
-    layer's product is taken for those rows (about a third of the non-zeros on Baby at batch size
-    2048) and its backward touches only their non-zeros. A graph that is not a CPU
-    :class:`SparseGraph`, and ``n_layers == 0``, take the full path and select the rows.
+    A training batch needs the propagated embeddings of its own users and items only (and, for an
+    L2 penalty, their layer-0 rows): the last layer's product is taken for those rows (about a
+    third of the non-zeros on Baby at batch size 2048) and its backward touches only their
+    non-zeros. A graph that is not a CPU :class:`SparseGraph`, and ``n_layers == 0``, take the full
+    path and select the rows.
     """
     if not isinstance(graph, SparseGraph) or n_layers == 0 or graph.matrix.device.type != "cpu":
-        return layer_sum(graph, x, n_layers, mean).index_select(0, rows)
+        return layer_sum(graph, x, n_layers, mean).index_select(0, rows), x.index_select(0, rows)
     with torch.autocast(x.device.type, enabled=False):
         x = x.to(graph.matrix.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
             return _LayerSumRows.apply(x, graph, n_layers, rows, mean)
-        out = _layer_sum_rows(graph, x, n_layers, rows, graph.row_block(rows)[0])
-        return out.div_(n_layers + 1) if mean else out
+        out, x_rows = _layer_sum_rows(graph, x, n_layers, rows, graph.row_block(rows)[0])
+        return (out.div_(n_layers + 1) if mean else out), x_rows
 
 
 def layer_sum(graph, x: torch.Tensor, n_layers: int, mean: bool = False) -> torch.Tensor:
