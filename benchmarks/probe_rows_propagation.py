@@ -43,9 +43,9 @@ def main() -> None:
     add_run_args(ap, dims=False)
     args = ap.parse_args()
 
-    from cliper.runtime import cap_freed_memory
+    from cliper.runtime import apply_memory_settings
 
-    cap_freed_memory()  # cliper train's default allocator settings
+    apply_memory_settings()  # cliper train's allocator defaults (before torch allocates anything)
     import torch
 
     torch.set_num_threads(args.threads)
