@@ -3,6 +3,7 @@ threads, and ID-only models never loading feature files."""
 
 import json
 
+import os
 import subprocess
 import sys
 import numpy as np
@@ -180,8 +181,9 @@ def test_capped_freed_memory_stops_per_batch_page_faults(tmp_path):
     """glibc's dynamic thresholds hand a loop's freed temporaries back and fault them in again;
     the default cap keeps them (page faults per step fall from thousands to ~0)."""
     def faults(mode):
+        env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "0"}  # glibc's thresholds alone (an earlier run may set 1)
         out = subprocess.run([sys.executable, "-c", _FAULTS_CHILD, mode, str(tmp_path / "g.inter")],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, env=env)
         return int(out.stdout.strip().splitlines()[-1])
 
     glibc, capped = faults("glibc"), faults("cap")  # one LightGCN epoch of 36 batches on a 12,000 x 4,000 graph
