@@ -6,7 +6,8 @@ Both sides train to MMRec's early stopping (or ``--epochs``) from the same split
 feature arrays (see ``harness.py``), one seed after the other; the result, with both valid curves
 per seed, the test Recall/NDCG@20 at each side's best valid epoch, their means +- standard error
 and whether the gap is within two standard errors, goes to
-``benchmarks/results/side_by_side_<model>_<dataset>.json``. Independent models live in
+``benchmarks/results/side_by_side/<name>.json``; a run of one side (``--sides cliper``) keeps its rows
+in ``<name>.<side>.json``, beside any finished comparison of the same name. Independent models live in
 ``benchmarks/independent/<model>.py`` (class ``Model``); they never import cliper's models.
 """
 
@@ -29,7 +30,7 @@ import harness  # noqa: E402
 from results_io import RESULTS_DIR, machine  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="cliper model name; benchmarks/independent/<model>.py")
     ap.add_argument("--dataset", required=True, help="a folder with an MMRec .inter split")
@@ -43,8 +44,10 @@ def main() -> None:
     ap.add_argument("-o", "--override", action="append", default=[], help="cliper config override")
     ap.add_argument("-p", "--param", action="append", default=[], help="independent model param KEY=VALUE")
     ap.add_argument("--name", help="result name (default side_by_side_<model>_<dataset folder>)")
+    ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where side_by_side/<name>.json goes")
     ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    out_dir = args.results_dir / "side_by_side"
 
     import torch
     torch.set_num_threads(args.threads)
@@ -77,7 +80,7 @@ def main() -> None:
                       flush=True)
             rows.append(row)
             if len(sides) == 2:
-                harness.save(RESULTS_DIR / "side_by_side" / f"{name}.partial.json", {"rows": rows})
+                harness.save(out_dir / f"{name}.partial.json", {"rows": rows})
     payload = {"benchmark": name, "command": "python " + " ".join(sys.argv), "machine": machine(args.threads),
                "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
                "model": args.model, "dataset": str(args.dataset), "features": args.features,
@@ -89,8 +92,10 @@ def main() -> None:
         print(f"{args.model}: test R@20 cliper {s['cliper'][0]:.4f} +- {s['cliper'][1]:.4f}, independent "
               f"{s['independent'][0]:.4f} +- {s['independent'][1]:.4f}, relative {s['relative']:+.1%}, "
               f"within 2 SE: {s['within_2se']}")
-        harness.save(RESULTS_DIR / "side_by_side" / f"{name}.json", payload)
-        (RESULTS_DIR / "side_by_side" / f"{name}.partial.json").unlink(missing_ok=True)
+        harness.save(out_dir / f"{name}.json", payload)
+        (out_dir / f"{name}.partial.json").unlink(missing_ok=True)
+    else:  # one side: its rows under their own name, never over a finished comparison (no summary: not rendered)
+        harness.save(out_dir / f"{name}.{'+'.join(sides)}.json", payload)
 
 
 if __name__ == "__main__":

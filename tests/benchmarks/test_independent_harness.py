@@ -117,3 +117,26 @@ def test_independent_loop_stops_at_the_patience_th_flat_evaluation(tmp_path):
     out = harness.fit_independent(_Frozen, inputs, seed=0, epochs=50, patience=3)
     assert out["best_epoch"] == 1 and out["epochs_run"] == 4 and out["stopped_early"]
     assert len(out["valid_curve"]) == 4  # no epoch trained past the stopping one
+
+
+def test_a_one_sided_run_keeps_its_rows_beside_a_finished_comparison(tmp_path, capsys):
+    """``--sides independent`` writes ``<name>.independent.json``; the comparison ``<name>.json`` stays."""
+    from cliper.testing import tiny_dataset, write_inter
+
+    data_dir = tmp_path / "tiny"
+    data_dir.mkdir()
+    write_inter(tiny_dataset(n_users=40, n_items=30, per_user=6, seed=2), data_dir / "tiny.inter")
+    import side_by_side
+
+    finished = tmp_path / "results" / "side_by_side" / "sbs.json"
+    finished.parent.mkdir(parents=True)
+    finished.write_text('{"summary": "kept"}', encoding="utf-8")
+    side_by_side.main(["--model", "bpr", "--dataset", str(data_dir), "--sides", "independent", "--seeds", "1",
+                       "--epochs", "2", "--features", "random", "--image-dim", "0", "--text-dim", "0",
+                       "--name", "sbs", "--results-dir", str(tmp_path / "results")])
+    import json
+
+    one = json.loads((finished.parent / "sbs.independent.json").read_text(encoding="utf-8"))
+    assert [r["seed"] for r in one["rows"]] == [1] and "independent" in one["rows"][0]
+    assert "summary" not in one
+    assert json.loads(finished.read_text(encoding="utf-8")) == {"summary": "kept"}
