@@ -115,6 +115,7 @@ class SLMRec(Recommender):
     Params = SLMRecParams
     modalities = ("image", "text")
     min_modalities = 1
+    split_propagation = True  # _fast's split form where it applies (False: the plain form; benchmarks A/B it)
 
     def __init__(self, ctx: ModelContext, params: SLMRecParams):
         super().__init__(ctx, params)
@@ -203,7 +204,7 @@ class SLMRec(Recommender):
     # computed once: a batch then projects only its own rows instead of all N items, and the
     # user term T_u U is shared by all branches (2 sparse products per batch instead of 3 (1 + M)).
     def _fast(self) -> bool:
-        return self.params.n_layers % 2 == 1 and not self.features.trainable
+        return self.split_propagation and self.params.n_layers % 2 == 1 and not self.features.trainable
 
     def _smooth_item(self, x: torch.Tensor) -> torch.Tensor:
         """T_i x (autograd through the sparse products)."""
