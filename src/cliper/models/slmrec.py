@@ -72,9 +72,8 @@ class SLMRecParams(ModelParams):
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, temp: float) -> torch.Tensor:
     """mean_i [log sum_j exp(a_i . b_j / t) - a_i . b_i / t] (cross-entropy of the in-batch logits)."""
-    if torch.is_autocast_enabled(a.device.type) or not torch.is_grad_enabled():
-        logits = a @ b.T / temp
-        return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+    if not torch.is_grad_enabled():
+        return F.cross_entropy(a @ b.T / temp, torch.arange(a.shape[0], device=a.device))
     return _InfoNCE.apply(a, b, temp)
 
 
@@ -82,18 +81,25 @@ class _InfoNCE(torch.autograd.Function):
     """The in-batch InfoNCE with one [B, B] buffer: the logits are turned into exp(logits - max)
     in place and the backward scales that buffer into the logits' gradient, instead of
     cross_entropy's five [B, B] temporaries (the three per batch were SLMRec's largest cost).
-    Same values as ``cross_entropy(a @ b.T / t)`` up to float rounding."""
+    Same values as ``cross_entropy(a @ b.T / t)`` up to float rounding. Under autocast the
+    three products run in its dtype and the softmax in fp32, as autocast runs the plain form."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, temp: float) -> torch.Tensor:  # type: ignore[override]
-        a_t = a / temp
-        logits = a_t @ b.T
-        diag = logits.diagonal().clone()
-        top = logits.amax(1, keepdim=True)
-        expd = logits.sub_(top).exp_()
-        total = expd.sum(1, keepdim=True)
-        ctx.save_for_backward(a_t, b, expd, total)
-        ctx.temp, ctx.used = temp, False
+        dev = a.device.type
+        low = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        with torch.autocast(dev, enabled=False):
+            if low is None:
+                a_t, b_m = a / temp, b
+            else:
+                a_t, b_m = (a.float() / temp).to(low), b.to(low)
+            logits = (a_t @ b_m.T).float() if low is not None else a_t @ b_m.T
+            diag = logits.diagonal().clone()
+            top = logits.amax(1, keepdim=True)
+            expd = logits.sub_(top).exp_()
+            total = expd.sum(1, keepdim=True)
+        ctx.save_for_backward(a_t, b_m, expd, total)
+        ctx.temp, ctx.used, ctx.dtypes = temp, False, (a.dtype, b.dtype)
         return (top.squeeze(1) + total.log().squeeze(1) - diag).mean()
 
     @staticmethod
@@ -102,11 +108,13 @@ class _InfoNCE(torch.autograd.Function):
         if ctx.used:  # the buffer was consumed by the first backward
             raise RuntimeError("SLMRec's InfoNCE cannot be backpropagated twice (retain_graph)")
         ctx.used = True
-        a_t, b, expd, total = ctx.saved_tensors
-        scale = grad / expd.shape[0]
+        a_t, b_m, expd, total = ctx.saved_tensors
+        scale = grad.to(expd.dtype) / expd.shape[0]
         d = expd.mul_(scale / total)  # d loss / d logits = (softmax - I) / B
         d.diagonal().sub_(scale)
-        return (d @ b) / ctx.temp, d.T @ a_t, None
+        d = d.to(a_t.dtype)
+        grad_a = (d @ b_m).to(expd.dtype).div_(ctx.temp)
+        return grad_a.to(ctx.dtypes[0]), (d.T @ a_t).to(ctx.dtypes[1]), None
 
 
 @register
