@@ -22,9 +22,12 @@ Transactions on Multimedia 2022 (doi 10.1109/TMM.2022.3187556).
     two linear maps (to its own size, then to the level's; the first is MMRec's leftover
     audio level): the same function class as one map, but MMRec's parametrisation and init.
 
-For scoring, the three branches are propagated as one [n, (1 + M) d] matrix (one sparse
-product per layer instead of 1 + M); in training each branch is propagated on its own
-(narrower products stay in cache) and only the batch's rows are fused and read out. Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
+With odd ``n_layers`` and fixed features, training and scoring use the split form of the
+propagation (``_fast``; docs/backbones/slmrec.md): the smoothed features T_i norm(X) are computed
+once, a batch projects only its own rows, and the user term is shared by all branches. Otherwise
+each branch is propagated on its own and only the batch's rows are fused and read out. The
+in-batch InfoNCE is one autograd node with one [B, B] buffer (``_InfoNCE``). Same values and
+gradients as the plain forms up to float rounding. Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
 temp 0.2, dropout 0.3; ssl_alpha / ssl_temp / learning rate searched). MMRec applies
 Adam weight decay 1e-4 instead of an embedding penalty: the per-model config sets
 ``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
