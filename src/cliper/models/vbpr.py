@@ -141,7 +141,7 @@ class VBPR(Recommender):
             buf = self._rows_buffers.get(m)
             n = rows.shape[0]
             if buf is None or buf.shape[0] < n or buf.dtype != table.dtype or buf.device != table.device:
-                buf = self._rows_buffers[m] = table.new_empty((min(self.n_items, n + n // 4), table.shape[1]))
+                buf = self._rows_buffers[m] = table.new_empty((min(self.n_items, n + n // 16), table.shape[1]))
             out.append(torch.index_select(table, 0, rows, out=buf[:n]))
         return out
 
@@ -163,4 +163,5 @@ class VBPR(Recommender):
         return loss + self.params.reg_weight * l2_penalty(self.params.reg_form, u, p, q)
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._rows_buffers.clear()  # training's gathered rows are not needed to score (lower eval peak)
         return self.user_embedding.weight, self.cached(self.item_vectors)
