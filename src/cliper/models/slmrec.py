@@ -46,13 +46,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import nn
-
-import numpy as np
-import scipy.sparse as sp
 
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, layer_sum, normalized_bipartite, sparse_mm
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
