@@ -7,7 +7,11 @@ timed epochs (wall, CPU, minor page faults), one valid pass, and the process's p
     python benchmarks/probe_freed_memory.py --model lightgcn --modes glibc cap64 keep glibc cap64
 
 Settings: ``glibc`` = its dynamic defaults (``runtime.freed_memory_cap_mib: null``), ``capN`` = the
-cap of N MiB (``cliper train``'s default is 64), ``keep`` = ``runtime.keep_freed_memory: true``.
+cap of N MiB (``cliper train``'s default is 64), ``keep`` = ``runtime.keep_freed_memory: true``; a
+``+thp`` suffix adds torch's transparent huge pages (``runtime.huge_pages: true``, ``cliper train``'s
+default: ``cap64+thp``), without it they are off.
+
+    python benchmarks/probe_freed_memory.py --model freedom --modes cap64 cap64+thp cap64 cap64+thp
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from pathlib import Path
 
 
 def child(mode: str, model: str, dataset: str) -> dict:
-    from cliper.runtime import cap_freed_memory, keep_freed_memory
+    from cliper.runtime import cap_freed_memory, huge_pages_active, keep_freed_memory, use_huge_pages
 
-    if mode == "keep":
+    glibc_mode, _, thp = mode.partition("+")
+    if glibc_mode == "keep":
         keep_freed_memory(True)
-    elif mode.startswith("cap"):
-        cap_freed_memory(int(mode[3:]))
+    elif glibc_mode.startswith("cap"):
+        cap_freed_memory(int(glibc_mode[3:]))
+    use_huge_pages(thp == "thp")
     import torch
 
     torch.set_num_threads(1)
@@ -45,7 +51,8 @@ def child(mode: str, model: str, dataset: str) -> dict:
                            "page_faults": r1.ru_minflt - r0.ru_minflt})
         t = time.perf_counter()
         run.evaluator.evaluate(run.model, "valid")
-        return {"mode": mode, "model": model, "dataset": dataset, "threads": 1, "epochs": epochs,
+        return {"mode": mode, "huge_pages": huge_pages_active(), "model": model, "dataset": dataset, "threads": 1,
+                "epochs": epochs,
                 "valid_pass_s": round(time.perf_counter() - t, 2),
                 "peak_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
 

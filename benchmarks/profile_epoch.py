@@ -33,6 +33,9 @@ def main() -> None:
     add_run_args(ap, dims=False)
     args = ap.parse_args()
 
+    from cliper.runtime import apply_memory_settings
+
+    apply_memory_settings()  # cliper train's allocator defaults (before torch allocates anything)
     import torch
     from torch.profiler import ProfilerActivity, profile
 

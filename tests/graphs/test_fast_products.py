@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from cliper.graphs.adjacency import SparseGraph, layer_sum, normalized_bipartite, sparse_mm
+from cliper.graphs.adjacency import SparseGraph, layer_sum, normalized_bipartite, propagate_rows, sparse_mm
 
 
 def _matrix(rows=30, cols=20, density=0.15, seed=0):
@@ -74,6 +74,58 @@ def test_layer_sum_equals_the_per_layer_loop_bit_for_bit():
     (fast * w).sum().backward()
     assert torch.equal(fast, out / 4)
     assert torch.equal(x.grad, loop_grad)
+
+
+@pytest.mark.parametrize("n_layers", [0, 1, 2, 3])
+@pytest.mark.parametrize("mean", [True, False])
+@pytest.mark.parametrize("use", ["both", "propagated", "input"])
+def test_propagate_rows_values_and_gradients_match_dense_powers(n_layers, mean, use):
+    """The batch-rows propagation against dense float64 powers, rows repeated and out of order included,
+    with the gradient arriving through the propagated rows, the input rows (an L2 penalty) or both."""
+    m = _matrix(25, 25, seed=3)  # not symmetric: the block's transpose must be A[rows]^T, not A[:, rows]
+    a = torch.tensor(m.toarray(), dtype=torch.float64)
+    rows = torch.tensor([7, 3, 3, 24, 0, 11, 3])  # row 3 is the matrix's empty row
+    x0 = torch.randn(25, 6, dtype=torch.float64)
+    w, w0 = torch.randn(rows.numel(), 6, dtype=torch.float64), torch.randn(rows.numel(), 6, dtype=torch.float64)
+
+    def loss(out, x_rows):
+        return ((out * w).sum() if use != "input" else 0) + ((x_rows * w0).sum() if use != "propagated" else 0)
+
+    xd = x0.clone().requires_grad_(True)
+    ref, layer = xd, xd
+    for _ in range(n_layers):
+        layer = a @ layer
+        ref = ref + layer
+    ref = (ref / (n_layers + 1) if mean else ref)[rows]
+    loss(ref, xd[rows]).backward()
+    x = x0.float().requires_grad_(True)
+    out, x_rows = propagate_rows(SparseGraph(m), x, n_layers, rows, mean=mean)
+    loss(out, x_rows).backward()
+    assert out.shape == x_rows.shape == (rows.numel(), 6)
+    assert torch.allclose(out.double(), ref, atol=1e-5)
+    assert torch.equal(x_rows, x.detach()[rows])
+    assert torch.allclose(x.grad.double(), xd.grad, atol=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(propagate_rows(SparseGraph(m), x, n_layers, rows, mean=mean)[0].double(), ref, atol=1e-5)
+
+
+def test_propagate_rows_equals_the_full_propagation():
+    """LightGCN's batch path keeps the full path's values exactly and its gradients to float rounding."""
+    m = normalized_bipartite(sp.random(60, 45, density=0.08, format="csr", dtype=np.float32, random_state=4))
+    g = SparseGraph(m, symmetric=True)
+    rows = torch.tensor([0, 5, 5, 59, 60, 61, 104, 70, 61])
+    nodes, where = torch.unique(rows, return_inverse=True)
+    w = torch.randn(rows.numel(), 8)
+    for n_layers in (1, 2, 3):
+        x = torch.randn(105, 8, requires_grad=True)
+        full = layer_sum(g, x, n_layers, mean=True).index_select(0, rows)
+        (full * w).sum().backward()
+        full_grad, x.grad = x.grad, None
+        fast = propagate_rows(g, x, n_layers, nodes, mean=True)[0].index_select(0, where)
+        (fast * w).sum().backward()
+        assert torch.equal(fast, full)
+        assert torch.allclose(x.grad, full_grad, rtol=1e-6, atol=1e-6)
+        assert not torch.equal(x.grad, torch.zeros_like(x.grad))
 
 
 def test_layer_sum_rejects_negative_depth():

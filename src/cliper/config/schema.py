@@ -110,6 +110,7 @@ class RuntimeSection(_Strict):
 
     keep_freed_memory: bool = False  # glibc keeps ALL freed large blocks: fewest page faults, highest peak RSS
     freed_memory_cap_mib: int | None = Field(64, ge=0)  # else glibc keeps at most this much freed heap (null: its defaults)
+    huge_pages: bool = True  # torch backs blocks >= 2 MiB with transparent huge pages (far fewer page faults)
 
 
 class RunConfig(_Strict):

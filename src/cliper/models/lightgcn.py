@@ -55,17 +55,19 @@ class LightGCN(Recommender):
         return out[: self.n_users], out[self.n_users :]
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        out = self._propagate_nodes()
-        # one index_select of (users, pos + U, neg + U) rows: its backward is one scatter into one
-        # zero buffer (three gathers from two slices cost five full-size buffers); it sums in a
-        # fixed order, so seeded runs repeat bit for bit
+        ego = torch.cat([self.user_embedding.weight, self.item_embedding.weight], 0)
         rows = torch.cat([batch.users, batch.pos_items + self.n_users, batch.neg_items + self.n_users])
-        u, p, n = out.index_select(0, rows).split(batch.users.shape[0])
+        # the propagation of the batch's distinct nodes only: its last layer is taken for those rows
+        # (a third of the graph's non-zeros on Baby): the values of propagating all nodes and
+        # selecting, the gradients up to float rounding. The L2 penalty reads the same rows' layer-0
+        # embeddings (the values of the three embedding lookups, without their full-table gradient
+        # buffers); the index_select backward sums repeated rows in a fixed order, so seeded runs
+        # repeat bit for bit
+        nodes, where = torch.unique(rows, return_inverse=True)
+        out, ego_rows = self.propagation.rows(self.graph, ego, nodes)
+        u, p, n = out.index_select(0, where).split(batch.users.shape[0])
         loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
-        reg = l2_penalty(
-            self.params.reg_form,
-            self.user_embedding(batch.users), self.item_embedding(batch.pos_items), self.item_embedding(batch.neg_items)
-        )
+        reg = l2_penalty(self.params.reg_form, *ego_rows.index_select(0, where).split(batch.users.shape[0]))
         return loss + self.params.reg_weight * reg
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,7 @@ from cliper.graphs.knn_search import KnnSearch
 from cliper.models.base import ModelContext, Recommender
 from cliper.models.registry import get_model_class
 from cliper.outputs import exclusive_output
-from cliper.runtime import cap_freed_memory, keep_freed_memory, set_threads
+from cliper.runtime import apply_memory_settings, set_threads
 from cliper.training.seed import seed_everything
 from cliper.training.trainer import BEST, CHECKPOINT, Trainer
 
@@ -206,10 +206,8 @@ def _train_run(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, data
     save_config(cfg, run_dir)
     provenance.record(run_dir, inputs)
     threads = set_threads(cfg.threads)
-    if cfg.runtime.keep_freed_memory:
-        keep_freed_memory(True)
-    else:
-        cap_freed_memory(cfg.runtime.freed_memory_cap_mib)
+    rt = cfg.runtime
+    apply_memory_settings(rt.keep_freed_memory, rt.freed_memory_cap_mib, rt.huge_pages)
     device = resolve_device(cfg.device)
     t0 = time.perf_counter()
     data = data or load_dataset(cfg)
