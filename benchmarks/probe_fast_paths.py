@@ -1,7 +1,7 @@
 """A/B of VBPR's and SLMRec's training fast paths against their plain forms, in ONE process.
 
-The model is built as ``cliper train`` builds it (``random_run``), with the allocator as
-``probe_mmap64.py`` sets it. Each round trains ``--batches`` batches with the fast path, then the
+The model is built as ``cliper train`` builds it (``random_run``), with its allocator defaults
+(``apply_memory_settings``). Each round trains ``--batches`` batches with the fast path, then the
 same batches (re-seeded) with the plain one (VBPR: ``gather_project``; SLMRec:
 ``split_propagation`` and the one-buffer InfoNCE), alternating; medians of the per-batch
 process CPU seconds and minor page faults per batch are printed. The weights keep training,
@@ -12,7 +12,6 @@ so the two paths see nearly the same parameters.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import resource
 import statistics
@@ -27,10 +26,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=8)
     add_run_args(ap, dims=False)
     args = ap.parse_args()
-    from cliper.runtime import cap_freed_memory
+    from cliper.runtime import apply_memory_settings
 
-    cap_freed_memory(64)
-    ctypes.CDLL("libc.so.6").mallopt(-3, 64 << 20)
+    apply_memory_settings()  # cliper train's allocator defaults (before torch allocates anything)
     import torch
 
     import cliper.models.slmrec as slmrec
