@@ -120,3 +120,12 @@ def test_info_nce_refuses_a_second_backward():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backpropagated twice"):
         loss.backward()
+
+
+def test_backward_after_a_later_batch_overwrote_the_kept_rows_is_refused():
+    model = C.build("slmrec").train()
+    batch = C.make_batch()
+    first = model.calculate_loss(batch)
+    model.calculate_loss(batch)  # same rows count: the kept buffer is reused
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        first.backward()

@@ -155,6 +155,7 @@ class SLMRec(Recommender):
         self._r = SparseGraph(r).to(ctx.device)  # R and R^T
         self._rt = SparseGraph(self._rt_rows).to(ctx.device)  # R^T and R
         self._smooth: dict[str, torch.Tensor] = {}
+        self._rows_buffers: dict[str, torch.Tensor] = {}  # _rows_of's kept results
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -260,6 +261,19 @@ class SLMRec(Recommender):
         dev = self.user_embedding.weight.device
         return SparseGraph(over_items).to(dev), SparseGraph(over_users).to(dev)
 
+    def _rows_of(self, over_items: SparseGraph, table: torch.Tensor, key: str) -> torch.Tensor:
+        """``over_items @ table`` written into a buffer kept between batches (the ~55 MB result
+        is over glibc's mmap threshold: a fresh one is page-faulted in every batch). The product
+        saves it for its backward, so autograd refuses (in-place error) a backward after a later
+        batch overwrote it."""
+        n = over_items.shape[0]
+        buf = self._rows_buffers.get(key)
+        if buf is None or buf.shape[0] < n or buf.device != table.device:
+            buf = self._rows_buffers[key] = table.new_empty((min(n + n // 16, self.n_users + self.n_items), table.shape[1]))
+        out = buf[:n]
+        torch.addmm(out, over_items.matrix, table, beta=0, out=out)
+        return out
+
     def _modal_rows(self, m: str, smoothed: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
         """T_i (norm(X_m) W^T + b) at the rows ``smoothed`` / ``ones`` were taken at."""
         dense = self.dense[m]
@@ -276,7 +290,7 @@ class SLMRec(Recommender):
         branches = [common + over_items @ self._smooth_item(self.item_embedding.weight)]
         ones = sparse_mm(over_items.matrix, smooth["ones"])
         for m in self.modal:
-            branches.append(common + self._modal_rows(m, sparse_mm(over_items.matrix, smooth[m]), ones))
+            branches.append(common + self._modal_rows(m, self._rows_of(over_items, smooth[m], m), ones))
         rows = torch.stack(branches, 1) / (self.params.n_layers + 1)
         return torch.cat([rows[: len(ub)].index_select(0, u_inv), rows[len(ub) :].index_select(0, i_inv)])
 
@@ -356,4 +370,5 @@ class SLMRec(Recommender):
         return loss
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._rows_buffers.clear()  # not needed to score (lower eval peak)
         return self.cached(lambda: self.compute()[:2])
