@@ -57,7 +57,7 @@ def test_blocks_are_the_operator_off_diagonals():
     n = train.shape[0]
     for aggregation in ("mean", "add"):
         full = neighbour_operator(train, aggregation).matrix.to_dense()
-        ui, iu = (g.matrix.to_dense() for g in neighbour_blocks(train, aggregation))
+        ui, iu = (g.graph.matrix.to_dense() for g in neighbour_blocks(train, aggregation))
         assert torch.equal(ui, full[:n, n:]) and torch.equal(iu, full[n:, :n])
         assert not full[:n, :n].any() and not full[n:, n:].any()
 

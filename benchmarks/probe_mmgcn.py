@@ -1,0 +1,156 @@
+"""MMGCN's training step and evaluation pass, old code against new in ONE process.
+
+The allocator is set as the new default will run (``cap_freed_memory(64)`` and a 64 MiB mmap
+threshold) before torch allocates. ``train``: the model is built as ``cliper train`` builds it
+(random_run: packaged defaults, seeded 4096/384 features); a second MMGCN is built from an
+older ``mmgcn.py`` (``--old``, default /work/main's) on the same context and given the same
+weights, and both run forward + backward on the same trainer batches, alternately, ``--reps``
+times (no optimiser step, so both stay on the same weights): median process CPU and wall
+seconds per step, page faults per step, and whether loss and gradients agree (bitwise and
+max |diff|). ``--precision bf16`` runs the steps under CPU autocast, as the trainer does.
+``eval``: ``score_embeddings()`` (the representation) timed apart from the ranking (the
+valid pass's chunks: matmul, train mask, top-50, bench_models.py's ``bare`` operations) and
+from the whole ``Evaluator.evaluate``, for both models.
+
+    python benchmarks/probe_mmgcn.py train --reps 5
+    python benchmarks/probe_mmgcn.py eval --reps 3
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+from cliper.runtime import cap_freed_memory
+
+cap_freed_memory(64)
+ctypes.CDLL("libc.so.6").mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD as the new default will set it
+
+
+def load_old(path: str):
+    """The MMGCN class of an older mmgcn.py, loaded without registering it."""
+    import cliper.models.registry as registry
+
+    real = registry.register
+    registry.register = lambda cls: cls
+    try:
+        spec = importlib.util.spec_from_file_location("mmgcn_old", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        registry.register = real
+    return mod.MMGCN
+
+
+def faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def step(model, batch, autocast):
+    import torch
+
+    model.zero_grad(set_to_none=True)
+    c, t, f = time.process_time(), time.perf_counter(), faults()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model.calculate_loss(batch)
+    loss.backward()
+    return (time.process_time() - c, time.perf_counter() - t, faults() - f, loss.detach(),
+            {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+
+
+def main() -> None:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from random_run import random_run
+
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", choices=["train", "eval"])
+    ap.add_argument("--old", default="/work/main/src/cliper/models/mmgcn.py")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with random_run("baby", "mmgcn") as run:
+        new = run.model
+        old = load_old(args.old)(new.ctx, new.params)
+        old.load_state_dict(new.state_dict())
+        models = {"old": old, "new": new}
+        out = {"mode": args.mode, "threads": torch.get_num_threads(), "precision": args.precision,
+               "loadavg_before": os.getloadavg()}
+        if args.mode == "train":
+            batches = iter(run.trainer.batches(1))
+            res = {k: {"cpu": [], "wall": [], "faults": []} for k in models}
+            same_loss, same_grads, max_diff = True, True, 0.0
+            for rep in range(args.reps + 1):  # the first round warms up
+                batch = next(batches)
+                got = {}
+                for name in (("old", "new") if rep % 2 == 0 else ("new", "old")):
+                    models[name].train()
+                    got[name] = step(models[name], batch, args.precision == "bf16")
+                if rep == 0:
+                    continue
+                for k in models:
+                    res[k]["cpu"].append(got[k][0])
+                    res[k]["wall"].append(got[k][1])
+                    res[k]["faults"].append(got[k][2])
+                same_loss &= bool(torch.equal(got["old"][3], got["new"][3]))
+                go, gn = got["old"][4], got["new"][4]
+                same_grads &= go.keys() == gn.keys() and all(torch.equal(go[n], gn[n]) for n in go)
+                max_diff = max([max_diff] + [float((go[n] - gn[n]).abs().max() / go[n].abs().max().clamp_min(1e-30))
+                                             for n in go])
+            for k in models:
+                out[k] = {m: round(statistics.median(v), 4) for m, v in res[k].items()}
+            out["cpu_ratio_new_over_old"] = round(out["new"]["cpu"] / out["old"]["cpu"], 3)
+            out["bitwise_equal_loss"], out["bitwise_equal_grads"] = same_loss, same_grads
+            out["max_rel_grad_diff"] = max_diff
+        else:
+            from bench_models import bare_eval_ops
+
+            ev, data = run.evaluator, run.data
+            res = {k: {"score_embeddings": [], "evaluate": []} for k in models}
+            bare = []
+            for rep in range(args.reps + 1):
+                for name in (("old", "new") if rep % 2 == 0 else ("new", "old")):
+                    m = models[name]
+                    m.train()
+                    m.eval()  # clears the evaluation cache
+                    t = time.perf_counter()
+                    with torch.no_grad():
+                        m.score_embeddings()
+                    rep_s = time.perf_counter() - t
+                    m.train()
+                    t = time.perf_counter()
+                    ev.evaluate(m, "valid")  # the representation again + the ranking + metrics
+                    ev_s = time.perf_counter() - t
+                    if rep:
+                        res[name]["score_embeddings"].append(rep_s)
+                        res[name]["evaluate"].append(ev_s)
+                b = bare_eval_ops(ev, data.n_users, data.n_items)
+                if rep:
+                    bare.append(b)
+            out["bare_s"] = round(statistics.median(bare), 4)
+            for k in models:
+                out[k] = {m: round(statistics.median(v), 4) for m, v in res[k].items()}
+                out[k]["x_bare"] = round(out[k]["evaluate"] / out["bare_s"], 3)
+            with torch.no_grad():
+                uo, io = old.score_embeddings()
+                un, in_ = new.score_embeddings()
+            out["bitwise_equal_embeddings"] = bool(torch.equal(uo, un) and torch.equal(io, in_))
+            out["max_abs_diff"] = float(max((uo - un).abs().max(), (io - in_).abs().max()))
+        out["loadavg_after"] = os.getloadavg()
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
