@@ -256,22 +256,23 @@ class ModalityGCN(nn.Module):
         xu, agg_u = self.user_input(g_iu)  # row-wise, so normalising the blocks apart is the same
         xi = self.item_input(features)
         slope = self.slope
+        act = F.leaky_relu_  # in place on fresh products: their backward needs inputs, not outputs
         for layer, (w, lin, comb) in enumerate(zip(self.conv, self.linear, self.combine)):
-            hu = F.leaky_relu(_aggregate(g_ui, xi, w), slope)  # Eq. 1: users aggregate their items' W_1 x_j
+            hu = act(_aggregate(g_ui, xi, w), slope)  # Eq. 1: users aggregate their items' W_1 x_j
             if layer == 0 and agg_u is not None:  # ... items their users' (aggregated once)
-                hi = F.leaky_relu(agg_u @ w, slope)
+                hi = act(agg_u @ w, slope)
             else:
-                hi = F.leaky_relu(_aggregate(g_iu, xu, w), slope)
-            xhu = F.leaky_relu(lin(xu), slope) + id_users  # Eq. 5
-            xhi = F.leaky_relu(lin(xi), slope) + id_items
+                hi = act(_aggregate(g_iu, xu, w), slope)
+            xhu = act(lin(xu), slope) + id_users  # Eq. 5
+            xhi = act(lin(xi), slope) + id_items
             if self.concat:  # Eq. 6, W_2 [h ; x_hat] as two blocks of W_2 (no [N, w + d] copy)
                 w_h = comb.weight[:, : hu.shape[1]].T
                 w_x = comb.weight[:, hu.shape[1] :].T
-                xu = F.leaky_relu(_two_products(comb.bias, hu, w_h, xhu, w_x), slope)
-                xi = F.leaky_relu(_two_products(comb.bias, hi, w_h, xhi, w_x), slope)
+                xu = act(_two_products(comb.bias, hu, w_h, xhu, w_x), slope)
+                xi = act(_two_products(comb.bias, hi, w_h, xhi, w_x), slope)
             else:
-                xu = F.leaky_relu(comb(hu) + xhu, slope)  # Eq. 6, element-wise
-                xi = F.leaky_relu(comb(hi) + xhi, slope)
+                xu = act(comb(hu) + xhu, slope)  # Eq. 6, element-wise
+                xi = act(comb(hi) + xhi, slope)
         return xu, xi
 
 
