@@ -8,11 +8,13 @@ weights, and both run forward + backward on the same trainer batches, alternatel
 times (no optimiser step, so both stay on the same weights): median process CPU and wall
 seconds per step, page faults per step, and whether loss and gradients agree (bitwise and
 max |diff|). ``--precision bf16`` runs the steps under CPU autocast, as the trainer does.
-``eval``: ``score_embeddings()`` (the representation) timed apart from the ranking (the
+``precision``: the new model's fp32 steps against its bf16-autocast ones
+on the same batches. ``eval``: ``score_embeddings()`` (the representation) timed apart from the ranking (the
 valid pass's chunks: matmul, train mask, top-50, bench_models.py's ``bare`` operations) and
 from the whole ``Evaluator.evaluate``, for both models.
 
     python benchmarks/probe_mmgcn.py train --reps 5
+    python benchmarks/probe_mmgcn.py precision --reps 5
     python benchmarks/probe_mmgcn.py eval --reps 3
 """
 
@@ -71,7 +73,7 @@ def main() -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["train", "eval"])
+    ap.add_argument("mode", choices=["train", "eval", "precision"])
     ap.add_argument("--old", default="/work/main/src/cliper/models/mmgcn.py")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
@@ -88,7 +90,24 @@ def main() -> None:
         models = {"old": old, "new": new}
         out = {"mode": args.mode, "threads": torch.get_num_threads(), "precision": args.precision,
                "loadavg_before": os.getloadavg()}
-        if args.mode == "train":
+        if args.mode == "precision":  # the new model alone, fp32 steps against bf16-autocast steps
+            batches = iter(run.trainer.batches(1))
+            res = {k: {"cpu": [], "wall": [], "faults": []} for k in ("fp32", "bf16")}
+            losses = {"fp32": [], "bf16": []}
+            new.train()
+            for rep in range(args.reps + 1):
+                batch = next(batches)
+                for name in (("fp32", "bf16") if rep % 2 == 0 else ("bf16", "fp32")):
+                    got = step(new, batch, name == "bf16")
+                    if rep:
+                        for i, m in enumerate(("cpu", "wall", "faults")):
+                            res[name][m].append(got[i])
+                        losses[name].append(float(got[3]))
+            for k in res:
+                out[k] = {m: round(statistics.median(v), 4) for m, v in res[k].items()}
+            out["cpu_ratio_bf16_over_fp32"] = round(out["bf16"]["cpu"] / out["fp32"]["cpu"], 3)
+            out["max_abs_loss_diff"] = max(abs(a - b) for a, b in zip(losses["fp32"], losses["bf16"]))
+        elif args.mode == "train":
             batches = iter(run.trainer.batches(1))
             res = {k: {"cpu": [], "wall": [], "faults": []} for k in models}
             same_loss, same_grads, max_diff = True, True, 0.0
