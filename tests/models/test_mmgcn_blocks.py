@@ -30,7 +30,7 @@ def _dense_propagate(model):
     return rep[: model.n_users], rep[model.n_users :]
 
 
-@pytest.mark.parametrize("params", [{}, {"combination": "add", "aggregation": "add", "n_layers": 1},
+@pytest.mark.parametrize("params", [{}, {"combination": "add", "aggregation": "add", "n_layers": 1}, {"train_ids": True},
                                     {"image_latent_dim": None, "text_latent_dim": 5}])
 def test_blocks_equal_dense_values_and_gradients(params):
     model = build("mmgcn", embedding_dim=6, **params)
