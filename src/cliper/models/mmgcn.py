@@ -16,13 +16,16 @@ One GCN per modality m over the user-item graph (Section 3):
   embeddings and the image preference table (MMRec's coverage).
 
 Speed: every layer's neighbourhood mean is one sparse product with the row-normalised
-adjacency D^-1 A (a :class:`SparseGraph`, backward by its transpose), not an edge-list
-scatter over 2|E| gathered message rows. The operator is bipartite, so users and items
-are propagated as two blocks (A_ui x_i, A_iu x_u): no [U+I, d] concatenation or its
-backward copies; each block multiplies A (x W_1) or (A x) W_1, whichever runs the dense
-product on fewer rows; and an unprojected frozen modality (MMRec's text) is normalised
-once and gets no gradient, instead of both on every batch. Same maths as the stacked form
-(equal up to float rounding).
+adjacency D^-1 A, not an edge-list scatter over 2|E| gathered message rows. The operator is
+bipartite, so users and items are propagated as two blocks (A_ui x_i, A_iu x_u): no [U+I, d]
+concatenation or its backward copies; each block multiplies A (x W_1) or (A x) W_1, whichever
+runs the dense product on fewer rows, and each direction uses the faster sparse kernel
+(:class:`BipartiteBlock`). Constants are made once: an unprojected frozen modality's
+normalisation (MMRec's text), and with fixed preference tables (the default) their
+normalisation, their layer-1 aggregate and their L2 term. LeakyReLU runs in place on fresh
+products, the frozen image features are projected by oneDNN's fp32 kernel on CPU and cast to
+bf16 once under autocast. Same maths as the stacked form (equal up to float rounding;
+docs/backbones/mmgcn.md, "Speed").
 
 Differences from the reference code (MMRec's mmgcn.py; docs/backbones/mmgcn.md has the table):
 - ID embedding and preference tables are fixed random tensors by default, as in MMRec and the
