@@ -12,12 +12,15 @@ CAUTION: sharing one heap, the two models' page faults are not those
 of a fresh process (glibc trims the heap top past the 64 MiB cap, and which model's
 temporaries land there decides who faults): the CPU ratio flattered the new code (0.79 here
 against 0.93 in fresh processes); the equality checks are what this mode is for.
+``step``: the model on PYTHONPATH alone, ``--steps`` trainer steps (forward, backward,
+Adam) in a fresh process, median CPU / wall / faults; ``PROBE_CAP_MIB`` sets the trim cap.
 ``precision``: the new model's fp32 steps against its bf16-autocast ones
 on the same batches. ``eval``: ``score_embeddings()`` (the representation) timed apart from the ranking (the
 valid pass's chunks: matmul, train mask, top-50, bench_models.py's ``bare`` operations) and
 from the whole ``Evaluator.evaluate``, for both models.
 
     python benchmarks/probe_mmgcn.py train --reps 5
+    PYTHONPATH=OLD_TREE/src python benchmarks/probe_mmgcn.py step   # then with this tree: fresh processes
     python benchmarks/probe_mmgcn.py precision --reps 5
     python benchmarks/probe_mmgcn.py eval --reps 3
 """
@@ -35,7 +38,7 @@ import time
 
 from cliper.runtime import cap_freed_memory
 
-cap_freed_memory(64)
+cap_freed_memory(int(os.environ.get("PROBE_CAP_MIB", "64")))  # M_TRIM_THRESHOLD (the freed-memory cap)
 ctypes.CDLL("libc.so.6").mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD as the new default will set it
 
 
@@ -77,7 +80,8 @@ def main() -> None:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["train", "eval", "precision"])
+    ap.add_argument("mode", choices=["train", "eval", "precision", "step"])
+    ap.add_argument("--steps", type=int, default=14, help="step mode: trainer steps timed (the first 2 dropped)")
     ap.add_argument("--old", default="/work/main/src/cliper/models/mmgcn.py")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
@@ -87,6 +91,27 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.mode == "step":  # the model on PYTHONPATH alone, as cliper train steps it
+        with random_run("baby", "mmgcn") as run:
+            model, trainer = run.model, run.trainer
+            model.train()
+            model.pre_epoch_hook(1)
+            res = {"cpu": [], "wall": [], "faults": []}
+            for i, batch in enumerate(trainer.batches(1)):
+                if i == args.steps:
+                    break
+                c, t, f = time.process_time(), time.perf_counter(), faults()
+                trainer.optimizer.zero_grad(set_to_none=True)
+                model.calculate_loss(batch).backward()
+                trainer.optimizer.step()
+                for k, v in (("cpu", time.process_time() - c), ("wall", time.perf_counter() - t), ("faults", faults() - f)):
+                    res[k].append(v)
+            import cliper.models.mmgcn as code
+
+            print(json.dumps({"mode": "step", "code": code.__file__, "trim_cap_mib": os.environ.get("PROBE_CAP_MIB", "64"),
+                              **{k: round(statistics.median(v[2:]), 4) for k, v in res.items()},
+                              "loadavg": os.getloadavg()}))
+        return
     with random_run("baby", "mmgcn") as run:
         new = run.model
         old = load_old(args.old)(new.ctx, new.params)
