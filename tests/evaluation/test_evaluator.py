@@ -147,8 +147,14 @@ def _dense_reference(users_e: np.ndarray, items_e: np.ndarray, data, split: str,
     return users, top, recall
 
 
-def test_a_recommender_is_ranked_from_its_score_embeddings_once_per_pass_and_matches_dense_numpy():
+@pytest.mark.parametrize("tiles", [None, (3, 4)])  # default tiles (one per chunk here), and many small ones
+def test_a_recommender_is_ranked_from_its_score_embeddings_once_per_pass_and_matches_dense_numpy(tiles, monkeypatch):
+    import cliper.evaluation.evaluator as E
     import cliper.testing.backbones as C
+
+    if tiles:
+        monkeypatch.setattr(E, "TILE_ROWS", tiles[0])
+        monkeypatch.setattr(E, "TILE_COLS", tiles[1])
 
     model = C.build("lightgcn")
     C.train_steps(model, 1)
