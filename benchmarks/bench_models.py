@@ -26,7 +26,10 @@ in eval mode without gradients (what the pass computes once through ``self.cache
 score width differs by model (VBPR and DRAGON score 128-d vectors, GRCN 192-d), so the 64-d
 bare ops are not the floor of their ranking: ``bare s own dim`` is the same bare ops at the
 model's own width, ``x bare own dim`` = s/eval / that and ``rank / bare own dim`` = rank s / that
-(what the evaluator adds over the bare ops at the model's width).
+(what the evaluator adds over the bare ops at the model's width). The bare ops stay the plain
+per-chunk ``@`` of the issue; the evaluator writes its score chunks into one buffer per pass in
+cache-sized tiles (:class:`cliper.evaluation.Evaluator`), so ``rank s`` is BELOW ``bare s``
+(``benchmarks/probe_eval.py`` times the bare ops run that way too, ``bare64_tiled``).
 
 Features are SEEDED RANDOM (4096-d image + 384-d text by default, the widths of MMRec's
 features; ``--clip`` for 768/768), never real features: figures are for speed and memory
@@ -369,7 +372,8 @@ def main() -> None:
         "top-50 in the same process; x bare = s/eval / bare s (target <= 1.1); repr s = score_embeddings() from a "
         "cold cache (eval mode, no gradients), rank s = the valid pass with that cache warm; score dim = the width "
         "the model scores with; bare s own dim = the bare ops at that width, x bare own dim = s/eval / bare s own "
-        "dim, rank / bare own dim = rank s / bare s own dim; peak = VmHWM of a fresh process per "
+        "dim, rank / bare own dim = rank s / bare s own dim (below 1: the evaluator writes its score chunks into one "
+        "buffer per pass in cache-sized tiles, the bare ops are the plain per-chunk product); peak = VmHWM of a fresh process per "
         "model after the epochs, the valid passes and one test pass (Python, torch, data, features, model, "
         f"temporaries); {memory}; threads = torch threads of the row; build s includes building kNN graphs from an "
         "empty cache. valid R@20 after the measured epochs is a plumbing check. " + REFERENCE_SOURCE),
