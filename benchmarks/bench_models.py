@@ -17,7 +17,8 @@ glibc's allocator as ``cliper train`` sets it (``runtime.freed_memory_cap_mib``,
 operations any full-ranking evaluator must do: the chunked [users x 64] @ [64 x items]
 matmul of random embeddings, the train-item mask and top-50. ``x bare`` = s/eval / bare s:
 what the model's own representation compute, the metrics and the bookkeeping add (the
-target is <= 1.1). Every measured valid pass starts cold (``model.train()`` first), as after a
+target is <= 1.1; ``x bare cpu`` is the same ratio of process CPU seconds, less swayed by other
+processes on a shared machine). Every measured valid pass starts cold (``model.train()`` first), as after a
 training epoch.
 
 The pass is also split in two: ``repr s``, the model's ``score_embeddings()`` from a cold cache
@@ -202,18 +203,23 @@ def worker(args) -> dict:
         t = time.perf_counter()
         losses.append(trainer.train_epoch(epoch))
         epochs.append(time.perf_counter() - t)
-    evals, recall = [], None
+    evals, evals_cpu, recall = [], [], None
     for _ in range(args.evals):
         model.train()  # each pass cold, as after a training epoch (a model left in eval mode keeps its cache)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         recall = evaluator.evaluate(model, "valid")["recall@20"]
         evals.append(time.perf_counter() - t)
+        evals_cpu.append(time.process_time() - c)
     t = time.perf_counter()
     evaluator.evaluate(model, "test")
     test_s = time.perf_counter() - t
     peak = peak_rss_mb()  # before the split and the bare operations, which allocate their own temporaries
     reps, ranks, width = split_pass(model, evaluator, args.evals)
-    bare = [bare_eval_ops(evaluator, data.n_users, data.n_items) for _ in range(args.evals)]
+    bare, bare_cpu = [], []
+    for _ in range(args.evals):
+        c = time.process_time()
+        bare.append(bare_eval_ops(evaluator, data.n_users, data.n_items))
+        bare_cpu.append(time.process_time() - c)
     bare_own = bare if width == BARE_DIM else [bare_eval_ops(evaluator, data.n_users, data.n_items, width)
                                                for _ in range(args.evals)]
     eval_s, bare_s, bare_own_s = sum(evals) / len(evals), sum(bare) / len(bare), sum(bare_own) / len(bare_own)
@@ -223,7 +229,8 @@ def worker(args) -> dict:
         "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": threads,
         "torch_threads": torch.get_num_threads(), "build_s": build_s, "epoch_s": sum(epochs) / len(epochs) if epochs else None,
         "epoch_s_all": epochs, "eval_s": eval_s, "eval_s_all": evals, "test_s": test_s, "bare_s": bare_s,
-        "x_bare": eval_s / bare_s, "repr_s": repr_s, "rank_s": rank_s, "score_dim": width,
+        "x_bare": eval_s / bare_s, "eval_cpu_s": sum(evals_cpu) / len(evals_cpu),
+        "bare_cpu_s": sum(bare_cpu) / len(bare_cpu), "x_bare_cpu": sum(evals_cpu) / sum(bare_cpu), "repr_s": repr_s, "rank_s": rank_s, "score_dim": width,
         "bare_own_s": bare_own_s, "x_bare_own": eval_s / bare_own_s, "rank_x_bare_own": rank_s / bare_own_s,
         "peak_rss_gib": peak / 1024, "base_rss_gib": base_rss / 1024,
         "loaded_features": uses_features(cfg), "last_loss": losses[-1] if losses else None, "valid_recall@20": recall,
@@ -258,7 +265,7 @@ def run_one(args, dataset: str, path: Path, model: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "s/eval", "bare s", "x bare", "repr s", "rank s",
+COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "s/eval", "bare s", "x bare", "x bare cpu", "repr s", "rank s",
            "score dim", "bare s own dim", "x bare own dim", "rank / bare own dim", "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec"]
 
 
@@ -274,7 +281,7 @@ def result_row(r: dict) -> dict:
     return {
         "dataset": r["dataset"], "model": r["model"], "threads": r["threads"], "build s": _r(r["build_s"]),
         "s/epoch": _r(r["epoch_s"]), "s/eval": _r(r["eval_s"]), "bare s": _r(r["bare_s"]),
-        "x bare": _r(r["x_bare"]), "repr s": _r(r.get("repr_s")), "rank s": _r(r.get("rank_s")),
+        "x bare": _r(r["x_bare"]), "x bare cpu": _r(r.get("x_bare_cpu")), "repr s": _r(r.get("repr_s")), "rank s": _r(r.get("rank_s")),
         "score dim": r.get("score_dim"), "bare s own dim": _r(r.get("bare_own_s")),
         "x bare own dim": _r(r.get("x_bare_own")), "rank / bare own dim": _r(r.get("rank_x_bare_own")),
         "peak GiB": _r(r["peak_rss_gib"]), "valid R@20": _r(r["valid_recall@20"], 4),
@@ -289,7 +296,7 @@ def _fmt(x, spec=".2f") -> str:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'s/eval':>7} {'bare s':>7} "
-            f"{'x bare':>6} {'repr s':>6} {'rank s':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5}")
+            f"{'x bare':>6} {'cpu':>5} {'repr s':>6} {'rank s':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -298,7 +305,7 @@ def print_table(rows: list[dict]) -> None:
             continue
         ref = REFERENCE.get((r["dataset"], r["model"]), (None, None, None))
         print(f"{r['dataset']:8} {r['model']:9} {r['threads']:>3} {r['build_s']:8.2f} {_fmt(r['epoch_s']):>8} "
-              f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['repr_s']:6.2f} {r['rank_s']:6.2f} "
+              f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['x_bare_cpu']:5.2f} {r['repr_s']:6.2f} {r['rank_s']:6.2f} "
               f"{r['score_dim']:>4} {r['bare_own_s']:6.2f} {r['x_bare_own']:5.2f} {r['rank_x_bare_own']:6.2f} {r['peak_rss_gib']:8.2f} "
               f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5}")
 
@@ -369,7 +376,7 @@ def main() -> None:
         "Clothing's size (39,387 users, 23,033 items, 278,677 interactions). "
         f"s/epoch = mean of {args.epochs} epoch(s) of the trainer's train_epoch; s/eval = mean of {args.evals} "
         "full-ranking valid pass(es); bare s = the same chunks' [users x 64] @ [64 x items] matmul + train mask + "
-        "top-50 in the same process; x bare = s/eval / bare s (target <= 1.1); repr s = score_embeddings() from a "
+        "top-50 in the same process; x bare = s/eval / bare s (target <= 1.1), x bare cpu = the same ratio of process CPU seconds (less swayed by other processes on a shared machine); repr s = score_embeddings() from a "
         "cold cache (eval mode, no gradients), rank s = the valid pass with that cache warm; score dim = the width "
         "the model scores with; bare s own dim = the bare ops at that width, x bare own dim = s/eval / bare s own "
         "dim, rank / bare own dim = rank s / bare s own dim (below 1: the evaluator writes its score chunks into one "

@@ -7,7 +7,8 @@ representation (``score_embeddings()`` from a cold cache, eval mode, no gradient
 and at the model's own score width (:func:`bench_models.bare_eval_ops`), and the 64-d bare ops
 the way the evaluator now runs them (one score buffer per pass, cache-sized tiles: ``bare64_tiled``). Medians of wall and
 process CPU seconds. ``--profile`` prints torch.profiler's top entries (by input shape) of one cold representation.
-glibc's mmap threshold is raised with the freed-memory cap (64 MiB), as ``cliper train`` will set it.
+glibc's mmap threshold is raised to the freed-memory cap (64 MiB), as ``cliper train`` will set it
+(``--mmap-threshold-mib 0``: as ``cliper.runtime`` sets it now, 32 MiB).
 
     python benchmarks/probe_eval.py --model lattice --reps 3 --profile
 """
@@ -56,13 +57,16 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=0, help="train this many batches first (0: fresh weights)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--mmap-threshold-mib", type=int, default=64,
+                    help="glibc mmap threshold (64: as cliper train will set it; 0: as cliper.runtime sets it now)")
     add_run_args(ap)
     args = ap.parse_args()
 
     from cliper.runtime import cap_freed_memory
 
     cap_freed_memory(64)
-    ctypes.CDLL("libc.so.6").mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD, as the new default will set it
+    if args.mmap_threshold_mib:
+        ctypes.CDLL("libc.so.6").mallopt(-3, args.mmap_threshold_mib << 20)  # M_MMAP_THRESHOLD
     import torch
 
     from bench_models import BARE_DIM, bare_eval_ops
@@ -98,7 +102,7 @@ def main() -> None:
                                 if width != BARE_DIM else rows["bare64"][-1])
         rows["bare64_tiled"].append(_timed(lambda: bare_tiled(ev, data.n_users, data.n_items)))
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in rows.items()}
-    out = {"model": args.model, "dataset": args.dataset, "threads": torch.get_num_threads(), "score_dim": width,
+    out = {"model": args.model, "mmap_threshold_mib": args.mmap_threshold_mib, "dataset": args.dataset, "threads": torch.get_num_threads(), "score_dim": width,
            "trained_batches": args.batches, "reps": args.reps, "load": round(os.getloadavg()[0], 2)}
     for k, (w, c) in med.items():
         out[f"{k}_s"], out[f"{k}_cpu_s"] = round(w, 3), round(c, 3)
