@@ -394,8 +394,9 @@ def main() -> None:
         "cpu own dim = rank cpu s / bare cpu s own dim (below 1: the evaluator writes its score chunks into one "
         "buffer per pass in cache-sized tiles, the bare ops are the plain per-chunk product); peak = VmHWM of a fresh process per "
         "model after the epochs, the valid passes and one test pass (Python, torch, data, features, model, "
-        f"temporaries); {memory}; threads = torch threads of the row; build s includes building kNN graphs from an "
-        "empty cache. valid R@20 after the measured epochs is a plumbing check. " + REFERENCE_SOURCE),
+        f"temporaries); {memory}; threads = torch threads of the row; build s "
+        + ("reads the kNN graphs from the warm cache --cache-dir (not built). " if args.cache_dir else
+           "includes building kNN graphs from an empty cache. ") + "valid R@20 after the measured epochs is a plumbing check. " + REFERENCE_SOURCE),
         threads=threads[0] if len(threads) == 1 else None)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
