@@ -22,9 +22,12 @@ Transactions on Multimedia 2022 (doi 10.1109/TMM.2022.3187556).
     two linear maps (to its own size, then to the level's; the first is MMRec's leftover
     audio level): the same function class as one map, but MMRec's parametrisation and init.
 
-For scoring, the three branches are propagated as one [n, (1 + M) d] matrix (one sparse
-product per layer instead of 1 + M); in training each branch is propagated on its own
-(narrower products stay in cache) and only the batch's rows are fused and read out. Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
+With odd ``n_layers`` and fixed features, training and scoring use the split form of the
+propagation (``_fast``; docs/backbones/slmrec.md): the smoothed features T_i norm(X) are computed
+once, a batch projects only its own rows, and the user term is shared by all branches. Otherwise
+each branch is propagated on its own and only the batch's rows are fused and read out. The
+in-batch InfoNCE is one autograd node with one [B, B] buffer (``_InfoNCE``). Same values and
+gradients as the plain forms up to float rounding. Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
 temp 0.2, dropout 0.3; ssl_alpha / ssl_temp / learning rate searched). MMRec applies
 Adam weight decay 1e-4 instead of an embedding penalty: the per-model config sets
 ``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
@@ -43,12 +46,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import nn
 
-from cliper.graphs.adjacency import bipartite_graph, layer_sum
+from cliper.graphs.adjacency import SparseGraph, bipartite_graph, layer_sum, normalized_bipartite, sparse_mm
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
 from cliper.models.layers import l2_penalty
 from cliper.models.modal import modal_features, present_modalities
@@ -68,8 +73,50 @@ class SLMRecParams(ModelParams):
 
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, temp: float) -> torch.Tensor:
-    logits = a @ b.T / temp
-    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+    """mean_i [log sum_j exp(a_i . b_j / t) - a_i . b_i / t] (cross-entropy of the in-batch logits)."""
+    if not torch.is_grad_enabled():
+        return F.cross_entropy(a @ b.T / temp, torch.arange(a.shape[0], device=a.device))
+    return _InfoNCE.apply(a, b, temp)
+
+
+class _InfoNCE(torch.autograd.Function):
+    """The in-batch InfoNCE with one [B, B] buffer: the logits are turned into exp(logits - max)
+    in place and the backward scales that buffer into the logits' gradient, instead of
+    cross_entropy's five [B, B] temporaries (the three per batch were SLMRec's largest cost).
+    Same values as ``cross_entropy(a @ b.T / t)`` up to float rounding. Under autocast the
+    three products run in its dtype and the softmax in fp32, as autocast runs the plain form."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, temp: float) -> torch.Tensor:  # type: ignore[override]
+        dev = a.device.type
+        low = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        with torch.autocast(dev, enabled=False):
+            if low is None:
+                a_t, b_m = a / temp, b
+            else:
+                a_t, b_m = (a.float() / temp).to(low), b.to(low)
+            logits = (a_t @ b_m.T).float() if low is not None else a_t @ b_m.T
+            diag = logits.diagonal().clone()
+            top = logits.amax(1, keepdim=True)
+            expd = logits.sub_(top).exp_()
+            total = expd.sum(1, keepdim=True)
+        ctx.save_for_backward(a_t, b_m, expd, total)
+        ctx.temp, ctx.used, ctx.dtypes = temp, False, (a.dtype, b.dtype)
+        return (top.squeeze(1) + total.log().squeeze(1) - diag).mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        if ctx.used:  # the buffer was consumed by the first backward
+            raise RuntimeError("SLMRec's InfoNCE cannot be backpropagated twice (retain_graph)")
+        ctx.used = True
+        a_t, b_m, expd, total = ctx.saved_tensors
+        scale = grad.to(expd.dtype) / expd.shape[0]
+        d = expd.mul_(scale / total)  # d loss / d logits = (softmax - I) / B
+        d.diagonal().sub_(scale)
+        d = d.to(a_t.dtype)
+        grad_a = (d @ b_m).to(expd.dtype).div_(ctx.temp)
+        return grad_a.to(ctx.dtypes[0]), (d.T @ a_t).to(ctx.dtypes[1]), None
 
 
 @register
@@ -78,6 +125,7 @@ class SLMRec(Recommender):
     Params = SLMRecParams
     modalities = ("image", "text")
     min_modalities = 1
+    split_propagation = True  # _fast's split form where it applies (False: the plain form; benchmarks A/B it)
 
     def __init__(self, ctx: ModelContext, params: SLMRecParams):
         super().__init__(ctx, params)
@@ -101,6 +149,13 @@ class SLMRec(Recommender):
             self.fac_modal = nn.ModuleList([nn.Linear(d, dims[j]) for j in range(len(self.modal))])
         self.graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
         self._normed: dict[str, torch.Tensor] = {}
+        # the user-item block R of the normalised adjacency, for the split propagation (_fast)
+        r = sp.csr_matrix(normalized_bipartite(ctx.train.matrix)[: self.n_users, self.n_users :])
+        self._r_rows, self._rt_rows = r, sp.csr_matrix(r.T)
+        self._r = SparseGraph(r).to(ctx.device)  # R and R^T
+        self._rt = SparseGraph(self._rt_rows).to(ctx.device)  # R^T and R
+        self._smooth: dict[str, torch.Tensor] = {}
+        self._rows_buffers: dict[str, torch.Tensor] = {}  # _rows_of's kept results
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -153,6 +208,104 @@ class SLMRec(Recommender):
         out = self._propagate_nodes(item_inputs, dropout)
         return out[: self.n_users], out[self.n_users :]
 
+    # -- split propagation (odd n_layers, fixed features) ------------------------------------
+    # With A = [[0, R], [R^T, 0]] and L odd, the LightGCN layer sum of [U; Y] is
+    # [T_u U + R T_i Y ; R^T T_u U + T_i Y], T_u = sum_j (R R^T)^j, T_i = sum_j (R^T R)^j (j <= (L-1)/2).
+    # It is linear in Y, and Y = norm(X) W^T + b for a modality, so T_i norm(X) is a constant
+    # computed once: a batch then projects only its own rows instead of all N items, and the
+    # user term T_u U is shared by all branches (2 sparse products per batch instead of 3 (1 + M)).
+    def _fast(self) -> bool:
+        return self.split_propagation and self.params.n_layers % 2 == 1 and not self.features.trainable
+
+    def _smooth_item(self, x: torch.Tensor) -> torch.Tensor:
+        """T_i x (autograd through the sparse products)."""
+        total, layer = x, x
+        for _ in range((self.params.n_layers - 1) // 2):
+            layer = self._rt @ (self._r @ layer)
+            total = total + layer
+        return total
+
+    def _smooth_user(self, x: torch.Tensor) -> torch.Tensor:
+        """T_u x (autograd through the sparse products)."""
+        total, layer = x, x
+        for _ in range((self.params.n_layers - 1) // 2):
+            layer = self._r @ (self._rt @ layer)
+            total = total + layer
+        return total
+
+    def _smoothed(self) -> dict[str, torch.Tensor]:
+        """T_i norm(X_m) per modality and T_i 1 ("ones"), computed once per device in column
+        chunks (no [n_users, 4096] temporary); they take the place of the normalised features."""
+        dev = self.user_embedding.weight.device
+        if self._smooth and self._smooth["ones"].device == dev:
+            return self._smooth
+        self._smooth.clear()
+        with torch.no_grad():
+            for m in self.modal:
+                x = F.normalize(self.features.get(m).detach().to(dev), dim=1)
+                for c in range(0, x.shape[1], 256):
+                    x[:, c : c + 256] = self._smooth_item(x[:, c : c + 256].contiguous())
+                self._smooth[m] = x
+            self._smooth["ones"] = self._smooth_item(torch.ones(self.n_items, 1, device=dev))
+        return self._smooth
+
+    def _selectors(self, users: torch.Tensor, items: torch.Tensor) -> tuple[SparseGraph, SparseGraph]:
+        """[R[users]; I[items]] (over items) and [I[users]; R^T[items]] (over users) as sparse matrices."""
+        u, i = users.cpu().numpy(), items.cpu().numpy()
+
+        def eye_rows(rows: np.ndarray, n: int) -> sp.csr_matrix:
+            return sp.csr_matrix((np.ones(len(rows), np.float32), rows, np.arange(len(rows) + 1)), shape=(len(rows), n))
+
+        over_items = sp.vstack([self._r_rows[u], eye_rows(i, self.n_items)], format="csr")
+        over_users = sp.vstack([eye_rows(u, self.n_users), self._rt_rows[i]], format="csr")
+        dev = self.user_embedding.weight.device
+        return SparseGraph(over_items).to(dev), SparseGraph(over_users).to(dev)
+
+    def _rows_of(self, over_items: SparseGraph, table: torch.Tensor, key: str) -> torch.Tensor:
+        """``over_items @ table`` written into a buffer kept between batches (the ~55 MB result
+        is over glibc's mmap threshold: a fresh one is page-faulted in every batch). The product
+        saves it for its backward, so autograd refuses (in-place error) a backward after a later
+        batch overwrote it."""
+        n = over_items.shape[0]
+        buf = self._rows_buffers.get(key)
+        if buf is None or buf.shape[0] < n or buf.device != table.device:
+            buf = self._rows_buffers[key] = table.new_empty((min(n + n // 16, self.n_users + self.n_items), table.shape[1]))
+        out = buf[:n]
+        torch.addmm(out, over_items.matrix, table, beta=0, out=out)
+        return out
+
+    def _modal_rows(self, m: str, smoothed: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
+        """T_i (norm(X_m) W^T + b) at the rows ``smoothed`` / ``ones`` were taken at."""
+        dense = self.dense[m]
+        return torch.addmm(ones * dense.bias, smoothed, dense.weight.T)
+
+    def _fast_rows(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Branch outputs at [users; items] (no dropout): [len(users) + len(items), B, d], equal
+        to those rows of :meth:`_propagate_nodes` up to float rounding."""
+        ub, u_inv = torch.unique(users, return_inverse=True)
+        ib, i_inv = torch.unique(items, return_inverse=True)
+        over_items, over_users = self._selectors(ub, ib)
+        smooth = self._smoothed()
+        common = over_users @ self._smooth_user(self.user_embedding.weight)
+        branches = [common + over_items @ self._smooth_item(self.item_embedding.weight)]
+        ones = sparse_mm(over_items.matrix, smooth["ones"])
+        for m in self.modal:
+            branches.append(common + self._modal_rows(m, self._rows_of(over_items, smooth[m], m), ones))
+        rows = torch.stack(branches, 1) / (self.params.n_layers + 1)
+        return torch.cat([rows[: len(ub)].index_select(0, u_inv), rows[len(ub) :].index_select(0, i_inv)])
+
+    def _fast_all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_propagate` for every node through the split form."""
+        smooth = self._smoothed()
+        t_u = self._smooth_user(self.user_embedding.weight)
+        at_items = self._rt @ t_u
+        item_in = [self._smooth_item(self.item_embedding.weight)]
+        item_in += [self._modal_rows(m, smooth[m], smooth["ones"]) for m in self.modal]
+        users = torch.stack([t_u + self._r @ y for y in item_in], 1)
+        items = torch.stack([at_items + y for y in item_in], 1)
+        scale = self.params.n_layers + 1
+        return users / scale, items / scale
+
     def _fuse(self, branches: torch.Tensor, readout: nn.Linear) -> torch.Tensor:
         if self.params.mm_fusion_mode == "concat":
             return readout(branches.reshape(branches.shape[0], -1))
@@ -160,7 +313,7 @@ class SLMRec(Recommender):
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(user representations, item representations, per-branch item outputs)."""
-        u_br, i_br = self._propagate(self._item_inputs())
+        u_br, i_br = self._fast_all() if self._fast() else self._propagate(self._item_inputs())
         return self._fuse(u_br, self.read_user), self._fuse(i_br, self.read_item), i_br
 
     # -- losses ---------------------------------------------------------------------------
@@ -196,7 +349,10 @@ class SLMRec(Recommender):
         p = self.params
         b = batch.users.shape[0]
         # only the batch's rows are read out (the read-outs are row-wise: these rows equal compute()'s)
-        rows = self._batch_rows(self._item_inputs(), torch.cat([batch.users, batch.pos_items + self.n_users]))
+        if self._fast():
+            rows = self._fast_rows(batch.users, batch.pos_items)
+        else:
+            rows = self._batch_rows(self._item_inputs(), torch.cat([batch.users, batch.pos_items + self.n_users]))
         u = F.normalize(self._fuse(rows[:b], self.read_user), dim=1)
         i = F.normalize(self._fuse(rows[b:], self.read_item), dim=1)
         loss = _info_nce(u, i, p.temp)
@@ -214,4 +370,5 @@ class SLMRec(Recommender):
         return loss
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._rows_buffers.clear()  # not needed to score (lower eval peak)
         return self.cached(lambda: self.compute()[:2])

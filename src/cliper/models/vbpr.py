@@ -10,7 +10,8 @@ else the one available modality; the bias terms of Eq. 2 are dropped (as MMRec d
 
 Differences from MMRec's VBPR (table on docs/backbones/vbpr.md): none in behaviour at the defaults
 (L2 ``reg_form: norm`` = its EmbLoss on [gamma; theta] and [gamma_i; E f_i + b], same init, its
-grid); only the batch's distinct items are projected (same values and gradients).
+grid); only the batch's distinct items are projected (same values and gradients), gathered into
+buffers kept between batches (:class:`_GatherProject`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,55 @@ class VBPRParams(ModelParams):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on user/item vectors during training (MMRec's forward, 0 by default)
 
 
+class _GatherProject(torch.autograd.Function):
+    """``bias + sum_m X_m[rows] W_m^T`` for fixed feature tables X_m, W_m the matching column
+    blocks of W: ``projection(content(rows))`` without the concatenation.
+
+    The gathered rows go into buffers the model keeps between batches (a fresh ~50 MB block
+    each batch was page-faulted in again every time); saving them for backward makes autograd
+    refuse, with its in-place error, a backward after a later gather overwrote them. The weight
+    gradient is written block by block into one tensor (no zero-filled slice gradients to sum).
+    Under bf16 autocast the rows come from bf16 copies of the tables: the same values as
+    casting the gathered fp32 rows, with half the bytes moved.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, owner: "VBPR") -> torch.Tensor:  # type: ignore[override]
+        low = torch.get_autocast_dtype(rows.device.type) if torch.is_autocast_enabled(rows.device.type) else None
+        blocks = owner._gather(rows, low)
+        out, start = bias, 0
+        with torch.autocast(rows.device.type, enabled=False):
+            for block in blocks:
+                w = weight[:, start : start + block.shape[1]]
+                out = out + block @ (w if low is None else w.to(low)).T
+                start += block.shape[1]
+        ctx.save_for_backward(*blocks)
+        ctx.weight_shape = weight.shape
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        blocks = ctx.saved_tensors
+        grad_w = grad.new_empty(ctx.weight_shape)
+        start = 0
+        for block in blocks:
+            view = grad_w[:, start : start + block.shape[1]]
+            if block.dtype == grad.dtype:
+                torch.mm(grad.T, block, out=view)
+            else:
+                view.copy_(grad.to(block.dtype).T @ block)
+            start += block.shape[1]
+        return None, grad_w, grad.sum(0), None
+
+
 @register
 class VBPR(Recommender):
     name = "vbpr"
     Params = VBPRParams
     modalities = ("image", "text")
     min_modalities = 1
+    gather_project = True  # _GatherProject in training (False: the autograd path; benchmarks A/B it)
 
     def __init__(self, ctx: ModelContext, params: VBPRParams):
         super().__init__(ctx, params)
@@ -47,6 +91,8 @@ class VBPR(Recommender):
         self.user_embedding = nn.Embedding(self.n_users, 2 * d)  # [gamma_u ; theta_u]
         self.item_embedding = nn.Embedding(self.n_items, d)  # gamma_i
         self.projection = nn.Linear(in_dim, d)  # E (with a bias, as in MMRec)
+        self._rows_buffers: dict[str, torch.Tensor] = {}  # _GatherProject's gathered rows, kept between batches
+        self._low_tables: dict[str, torch.Tensor] = {}  # bf16 copies of the tables under autocast
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -69,6 +115,8 @@ class VBPR(Recommender):
         column block of E so the wide features are never concatenated. Fused text is
         recomputed on every call so a trainable fusion gets gradients.
         """
+        if items is not None and self.gather_project and not self.features.trainable and torch.is_grad_enabled():
+            return _GatherProject.apply(items, self.projection.weight, self.projection.bias, self)
         out = self.projection.bias
         start = 0
         for m in self.used:
@@ -78,6 +126,23 @@ class VBPR(Recommender):
             width = f.shape[1]
             out = out + F.linear(f, self.projection.weight[:, start : start + width])
             start += width
+        return out
+
+    def _gather(self, rows: torch.Tensor, dtype: torch.dtype | None) -> list[torch.Tensor]:
+        """Rows of each (fixed) table, in ``dtype`` when given, written into the kept buffers."""
+        out = []
+        for m in self.used:
+            table = self.features.get(m)
+            if dtype is not None and dtype != table.dtype:
+                low = self._low_tables.get(m)
+                if low is None or low.dtype != dtype or low.device != table.device:
+                    low = self._low_tables[m] = table.detach().to(dtype)
+                table = low
+            buf = self._rows_buffers.get(m)
+            n = rows.shape[0]
+            if buf is None or buf.shape[0] < n or buf.dtype != table.dtype or buf.device != table.device:
+                buf = self._rows_buffers[m] = table.new_empty((min(self.n_items, n + n // 16), table.shape[1]))
+            out.append(torch.index_select(table, 0, rows, out=buf[:n]))
         return out
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,4 +163,5 @@ class VBPR(Recommender):
         return loss + self.params.reg_weight * l2_penalty(self.params.reg_form, u, p, q)
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._rows_buffers.clear()  # training's gathered rows are not needed to score (lower eval peak)
         return self.user_embedding.weight, self.cached(self.item_vectors)
