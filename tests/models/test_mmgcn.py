@@ -125,7 +125,7 @@ def test_one_layer_matches_equations(combination):
     with torch.no_grad():
         feats = gcn.projection(model.features.get("image"))
         x = torch.nn.functional.normalize(torch.cat([gcn.preference, feats], 0))
-        a = model.graph.matrix.to_dense()
+        a = neighbour_operator(data().train_matrix, "mean").matrix.to_dense()
         h = lrelu(a @ x @ gcn.conv[0], 0.01)
         x_hat = lrelu(gcn.linear[0](x), 0.01) + model.id_embedding
         if combination == "concat":

@@ -30,7 +30,7 @@ def _dense_propagate(model):
     return rep[: model.n_users], rep[model.n_users :]
 
 
-@pytest.mark.parametrize("params", [{}, {"combination": "add", "aggregation": "add", "n_layers": 1},
+@pytest.mark.parametrize("params", [{}, {"combination": "add", "aggregation": "add", "n_layers": 1}, {"train_ids": True},
                                     {"image_latent_dim": None, "text_latent_dim": 5}])
 def test_blocks_equal_dense_values_and_gradients(params):
     model = build("mmgcn", embedding_dim=6, **params)
@@ -57,7 +57,7 @@ def test_blocks_are_the_operator_off_diagonals():
     n = train.shape[0]
     for aggregation in ("mean", "add"):
         full = neighbour_operator(train, aggregation).matrix.to_dense()
-        ui, iu = (g.matrix.to_dense() for g in neighbour_blocks(train, aggregation))
+        ui, iu = (g.graph.matrix.to_dense() for g in neighbour_blocks(train, aggregation))
         assert torch.equal(ui, full[:n, n:]) and torch.equal(iu, full[n:, :n])
         assert not full[:n, :n].any() and not full[n:, n:].any()
 
