@@ -17,7 +17,20 @@ glibc's allocator as ``cliper train`` sets it (``runtime.freed_memory_cap_mib``,
 operations any full-ranking evaluator must do: the chunked [users x 64] @ [64 x items]
 matmul of random embeddings, the train-item mask and top-50. ``x bare`` = s/eval / bare s:
 what the model's own representation compute, the metrics and the bookkeeping add (the
-target is <= 1.1).
+target is <= 1.1; ``x bare cpu`` is the same ratio of process CPU seconds, less swayed by other
+processes on a shared machine). Every measured valid pass starts cold (``model.train()`` first), as after a
+training epoch.
+
+The pass is also split in two: ``repr s``, the model's ``score_embeddings()`` from a cold cache
+in eval mode without gradients (what the pass computes once through ``self.cached``), and
+``rank s``, the same pass with that cache warm (chunked products, mask, top-K, metrics). The
+score width differs by model (VBPR and DRAGON score 128-d vectors, GRCN 192-d), so the 64-d
+bare ops are not the floor of their ranking: ``bare s own dim`` is the same bare ops at the
+model's own width, ``x bare own dim`` = s/eval / that and ``rank / bare own dim`` = rank s / that
+(what the evaluator adds over the bare ops at the model's width). The bare ops stay the plain
+per-chunk ``@`` of the issue; the evaluator writes its score chunks into one buffer per pass in
+cache-sized tiles (:class:`cliper.evaluation.Evaluator`), so ``rank s`` is BELOW ``bare s``
+(``benchmarks/probe_eval.py`` times the bare ops run that way too, ``bare64_tiled``).
 
 Features are SEEDED RANDOM (4096-d image + 384-d text by default, the widths of MMRec's
 features; ``--clip`` for 768/768), never real features: figures are for speed and memory
@@ -112,12 +125,12 @@ def dataset_path(name: str, scratch: Path) -> Path | None:
     return shared_dataset(DATASETS[name])
 
 
-def bare_eval_ops(evaluator, n_users: int, n_items: int) -> float:
+def bare_eval_ops(evaluator, n_users: int, n_items: int, dim: int = BARE_DIM) -> float:
     """Seconds of the minimum ranking work on the valid split's chunks: matmul, train mask, top-50."""
     import torch
 
     g = torch.Generator().manual_seed(0)
-    users_emb, items_emb = torch.randn(n_users, BARE_DIM, generator=g), torch.randn(n_items, BARE_DIM, generator=g)
+    users_emb, items_emb = torch.randn(n_users, dim, generator=g), torch.randn(n_items, dim, generator=g)
     t = time.perf_counter()
     with torch.no_grad():
         for users, (rows, cols), _ in evaluator._chunks("valid"):
@@ -125,6 +138,31 @@ def bare_eval_ops(evaluator, n_users: int, n_items: int) -> float:
             scores[rows, cols] = -torch.inf
             torch.topk(scores, min(BARE_K, n_items), dim=1)
     return time.perf_counter() - t
+
+
+def split_pass(model, evaluator, n: int) -> tuple[list[float], list[float], int]:
+    """``n`` x (representation s, ranking s) of a valid pass, and the score width.
+
+    Representation: ``score_embeddings()`` from a cold cache in eval mode without gradients, as the
+    evaluator's pass computes it once (``self.cached``). Ranking: the same pass with that cache warm
+    (chunked products, train mask, top-K, metrics): what is left of the pass.
+    """
+    import torch
+
+    reps, ranks, width = [], [], BARE_DIM
+    for _ in range(n):
+        model.train()
+        model.eval()  # clears the cache
+        t = time.perf_counter()
+        with torch.no_grad():
+            users, items = model.score_embeddings()
+        reps.append(time.perf_counter() - t)
+        width = int(items.shape[1])
+        del users, items
+        t = time.perf_counter()
+        evaluator.evaluate(model, "valid")  # in eval mode already: the cached representation is reused
+        ranks.append(time.perf_counter() - t)
+    return reps, ranks, width
 
 
 def worker(args) -> dict:
@@ -142,7 +180,7 @@ def worker(args) -> dict:
     from cliper.training.runner import build_features, build_model, load_dataset, make_evaluator, uses_features
     from cliper.training.trainer import Trainer
 
-    overrides = [f"dataset.path={args.path}", f"model.name={args.model}", f"train.epochs={args.epochs}",
+    overrides = [f"dataset.path={args.path}", f"model.name={args.model}", f"train.epochs={max(1, args.epochs)}",
                  "train.checkpoint=false", *args.override]
     if args.image_dim:
         overrides.append(f"features.random_image_dim={args.image_dim}")
@@ -165,24 +203,37 @@ def worker(args) -> dict:
         t = time.perf_counter()
         losses.append(trainer.train_epoch(epoch))
         epochs.append(time.perf_counter() - t)
-    evals, recall = [], None
+    evals, evals_cpu, recall = [], [], None
     for _ in range(args.evals):
-        t = time.perf_counter()
+        model.train()  # each pass cold, as after a training epoch (a model left in eval mode keeps its cache)
+        t, c = time.perf_counter(), time.process_time()
         recall = evaluator.evaluate(model, "valid")["recall@20"]
         evals.append(time.perf_counter() - t)
+        evals_cpu.append(time.process_time() - c)
     t = time.perf_counter()
     evaluator.evaluate(model, "test")
     test_s = time.perf_counter() - t
-    peak = peak_rss_mb()  # before the bare operations, which allocate their own (same-sized) chunks
-    bare = [bare_eval_ops(evaluator, data.n_users, data.n_items) for _ in range(args.evals)]
-    eval_s, bare_s = sum(evals) / len(evals), sum(bare) / len(bare)
+    peak = peak_rss_mb()  # before the split and the bare operations, which allocate their own temporaries
+    reps, ranks, width = split_pass(model, evaluator, args.evals)
+    bare, bare_cpu = [], []
+    for _ in range(args.evals):
+        c = time.process_time()
+        bare.append(bare_eval_ops(evaluator, data.n_users, data.n_items))
+        bare_cpu.append(time.process_time() - c)
+    bare_own = bare if width == BARE_DIM else [bare_eval_ops(evaluator, data.n_users, data.n_items, width)
+                                               for _ in range(args.evals)]
+    eval_s, bare_s, bare_own_s = sum(evals) / len(evals), sum(bare) / len(bare), sum(bare_own) / len(bare_own)
+    repr_s, rank_s = sum(reps) / len(reps), sum(ranks) / len(ranks)
     return {
         "dataset": args.dataset, "model": args.model, "users": data.n_users, "items": data.n_items,
         "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": threads,
-        "torch_threads": torch.get_num_threads(), "build_s": build_s, "epoch_s": sum(epochs) / len(epochs),
+        "torch_threads": torch.get_num_threads(), "build_s": build_s, "epoch_s": sum(epochs) / len(epochs) if epochs else None,
         "epoch_s_all": epochs, "eval_s": eval_s, "eval_s_all": evals, "test_s": test_s, "bare_s": bare_s,
-        "x_bare": eval_s / bare_s, "peak_rss_gib": peak / 1024, "base_rss_gib": base_rss / 1024,
-        "loaded_features": uses_features(cfg), "last_loss": losses[-1], "valid_recall@20": recall,
+        "x_bare": eval_s / bare_s, "eval_cpu_s": sum(evals_cpu) / len(evals_cpu),
+        "bare_cpu_s": sum(bare_cpu) / len(bare_cpu), "x_bare_cpu": sum(evals_cpu) / sum(bare_cpu), "repr_s": repr_s, "rank_s": rank_s, "score_dim": width,
+        "bare_own_s": bare_own_s, "x_bare_own": eval_s / bare_own_s, "rank_x_bare_own": rank_s / bare_own_s,
+        "peak_rss_gib": peak / 1024, "base_rss_gib": base_rss / 1024,
+        "loaded_features": uses_features(cfg), "last_loss": losses[-1] if losses else None, "valid_recall@20": recall,
     }
 
 
@@ -214,8 +265,8 @@ def run_one(args, dataset: str, path: Path, model: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "s/eval", "bare s", "x bare", "peak GiB",
-           "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec"]
+COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "s/eval", "bare s", "x bare", "x bare cpu", "repr s", "rank s",
+           "score dim", "bare s own dim", "x bare own dim", "rank / bare own dim", "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec"]
 
 
 def _r(x, n=2):
@@ -230,7 +281,10 @@ def result_row(r: dict) -> dict:
     return {
         "dataset": r["dataset"], "model": r["model"], "threads": r["threads"], "build s": _r(r["build_s"]),
         "s/epoch": _r(r["epoch_s"]), "s/eval": _r(r["eval_s"]), "bare s": _r(r["bare_s"]),
-        "x bare": _r(r["x_bare"]), "peak GiB": _r(r["peak_rss_gib"]), "valid R@20": _r(r["valid_recall@20"], 4),
+        "x bare": _r(r["x_bare"]), "x bare cpu": _r(r.get("x_bare_cpu")), "repr s": _r(r.get("repr_s")), "rank s": _r(r.get("rank_s")),
+        "score dim": r.get("score_dim"), "bare s own dim": _r(r.get("bare_own_s")),
+        "x bare own dim": _r(r.get("x_bare_own")), "rank / bare own dim": _r(r.get("rank_x_bare_own")),
+        "peak GiB": _r(r["peak_rss_gib"]), "valid R@20": _r(r["valid_recall@20"], 4),
         "MMRec s/epoch": ref[0], "MMRec s/eval": ref[1], "MMRec GiB": ref[2],
         "peak / MMRec": _r(r["peak_rss_gib"] / ref[2]) if ref[2] else None,
     }
@@ -242,7 +296,7 @@ def _fmt(x, spec=".2f") -> str:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'s/eval':>7} {'bare s':>7} "
-            f"{'x bare':>6} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5}")
+            f"{'x bare':>6} {'cpu':>5} {'repr s':>6} {'rank s':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -250,9 +304,10 @@ def print_table(rows: list[dict]) -> None:
             print(f"{r['dataset']:8} {r['model']:9} error: {r['error']}")
             continue
         ref = REFERENCE.get((r["dataset"], r["model"]), (None, None, None))
-        print(f"{r['dataset']:8} {r['model']:9} {r['threads']:>3} {r['build_s']:8.2f} {r['epoch_s']:8.2f} "
-              f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['peak_rss_gib']:8.2f} "
-              f"{r['valid_recall@20']:7.4f} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5}")
+        print(f"{r['dataset']:8} {r['model']:9} {r['threads']:>3} {r['build_s']:8.2f} {_fmt(r['epoch_s']):>8} "
+              f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['x_bare_cpu']:5.2f} {r['repr_s']:6.2f} {r['rank_s']:6.2f} "
+              f"{r['score_dim']:>4} {r['bare_own_s']:6.2f} {r['x_bare_own']:5.2f} {r['rank_x_bare_own']:6.2f} {r['peak_rss_gib']:8.2f} "
+              f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5}")
 
 
 def main() -> None:
@@ -321,7 +376,11 @@ def main() -> None:
         "Clothing's size (39,387 users, 23,033 items, 278,677 interactions). "
         f"s/epoch = mean of {args.epochs} epoch(s) of the trainer's train_epoch; s/eval = mean of {args.evals} "
         "full-ranking valid pass(es); bare s = the same chunks' [users x 64] @ [64 x items] matmul + train mask + "
-        "top-50 in the same process; x bare = s/eval / bare s (target <= 1.1); peak = VmHWM of a fresh process per "
+        "top-50 in the same process; x bare = s/eval / bare s (target <= 1.1), x bare cpu = the same ratio of process CPU seconds (less swayed by other processes on a shared machine); repr s = score_embeddings() from a "
+        "cold cache (eval mode, no gradients), rank s = the valid pass with that cache warm; score dim = the width "
+        "the model scores with; bare s own dim = the bare ops at that width, x bare own dim = s/eval / bare s own "
+        "dim, rank / bare own dim = rank s / bare s own dim (below 1: the evaluator writes its score chunks into one "
+        "buffer per pass in cache-sized tiles, the bare ops are the plain per-chunk product); peak = VmHWM of a fresh process per "
         "model after the epochs, the valid passes and one test pass (Python, torch, data, features, model, "
         f"temporaries); {memory}; threads = torch threads of the row; build s includes building kNN graphs from an "
         "empty cache. valid R@20 after the measured epochs is a plumbing check. " + REFERENCE_SOURCE),

@@ -45,6 +45,10 @@ SECTIONS = {
     "models_alloc_ab_glibc": ("The same, glibc's dynamic defaults, run right after it",
                               "python benchmarks/bench_models.py --models lightgcn,freedom,dualgnn,grcn,vbpr --datasets baby "
                               "--epochs 1 --evals 1 --threads 1 --freed-cap-mib none --name models_alloc_ab_glibc"),
+    "models_issue13_eval": ("Evaluation passes split: representation, ranking, the bare ops at 64-d and at each model's "
+                            "score width (Baby)",
+                            "python benchmarks/bench_models.py --datasets baby --epochs 1 --evals 2 --threads 1 "
+                            "--timeout 900 --name models_issue13_eval"),
     "models_issue13_sports": ("Every backbone: the same on Sports",
                               "python benchmarks/bench_models.py --datasets sports --epochs 1 --evals 1 --threads 1 "
                               "--timeout 900 --name models_issue13_sports"),

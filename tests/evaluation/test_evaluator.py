@@ -131,3 +131,83 @@ def test_hits_by_key_lookup_match_a_per_user_set_computation():
         assert res[f"recall@{k}"] == pytest.approx(np.mean(rec[k]))
         assert res[f"hit@{k}"] == pytest.approx(np.mean(hit[k]))
     assert 0 < res["recall@10"] < 1
+
+
+# -- the buffered scoring path and the hit lookup (issue 13: evaluation at the bare ops' cost) --------------
+
+
+def _dense_reference(users_e: np.ndarray, items_e: np.ndarray, data, split: str, k: int):
+    """Top-k lists and recall@k with plain numpy in float64: full score matrix, train items -inf."""
+    scores = users_e.astype(np.float64) @ items_e.astype(np.float64).T
+    scores[data.train_matrix.toarray() > 0] = -np.inf
+    truth = data.matrix(split).toarray() > 0
+    users = np.flatnonzero(truth.sum(1) > 0)
+    top = np.argsort(-scores[users], axis=1, kind="stable")[:, :k]
+    recall = np.array([truth[u, t].sum() / truth[u].sum() for u, t in zip(users, top)])
+    return users, top, recall
+
+
+@pytest.mark.parametrize("tiles", [None, (3, 4)])  # default tiles (one per chunk here), and many small ones
+def test_a_recommender_is_ranked_from_its_score_embeddings_once_per_pass_and_matches_dense_numpy(tiles, monkeypatch):
+    import cliper.evaluation.evaluator as E
+    import cliper.testing.backbones as C
+
+    if tiles:
+        monkeypatch.setattr(E, "TILE_ROWS", tiles[0])
+        monkeypatch.setattr(E, "TILE_COLS", tiles[1])
+
+    model = C.build("lightgcn")
+    C.train_steps(model, 1)
+    model.eval()
+    data = C.data()
+    with torch.no_grad():
+        users_e, items_e = (t.numpy().copy() for t in model.score_embeddings())
+    calls = {"n": 0}
+    original = model.score_embeddings
+
+    def counted():
+        calls["n"] += 1
+        return original()
+
+    model.score_embeddings = counted  # an instance attribute: full_sort_predict stays the base one
+    ev = Evaluator(data, topk=[5], metrics=["recall"], batch_size=7)  # several chunks
+    users, top = ev.top_items(model, "valid", 5)
+    assert calls["n"] == 1  # one pass: the pair is read once, not per chunk
+    ref_users, ref_top, ref_recall = _dense_reference(users_e, items_e, data, "valid", 5)
+    np.testing.assert_array_equal(users, ref_users)
+    np.testing.assert_array_equal(top, ref_top)
+    per_user = ev.evaluate_per_user(model, "valid")[1]["recall@5"]
+    np.testing.assert_allclose(per_user, ref_recall, rtol=1e-12)
+
+
+def test_an_overridden_full_sort_predict_is_what_ranks():
+    import cliper.testing.backbones as C
+
+    model = C.build("bpr")
+    model.eval()
+    reversed_items = torch.arange(C.N_ITEMS, 0, -1, dtype=torch.float32)
+    type_ = type(model)
+    cls = type(type_.__name__ + "Fixed", (type_,), {"full_sort_predict": lambda self, u: reversed_items.repeat(len(u), 1)})
+    model.__class__ = cls
+    users, top = Evaluator(C.data(), topk=[3], batch_size=5).top_items(model, "valid", 3)
+    train = C.data().train_matrix.toarray() > 0
+    for u, t in zip(users, top):  # the best 3 items by that fixed order, train items skipped
+        np.testing.assert_array_equal(t, [i for i in range(C.N_ITEMS) if not train[u, i]][:3])
+
+
+def test_hit_matrix_matches_a_set_lookup_with_unsorted_and_empty_truth():
+    from cliper.evaluation.evaluator import _hit_matrix
+
+    rng = np.random.default_rng(3)
+    n_items, b, k = 50, 9, 6
+    top = torch.from_numpy(np.stack([rng.choice(n_items, k, replace=False) for _ in range(b)]))
+    pairs = [(r, c) for r in range(b) if r != 4 for c in rng.choice(n_items, 5, replace=False)]
+    rng.shuffle(pairs)  # the lookup must not rely on the CSR order
+    rows = torch.tensor([r for r, _ in pairs])
+    cols = torch.tensor([int(c) for _, c in pairs])
+    truth = {(r, int(c)) for r, c in pairs}
+    want = torch.tensor([[(r, int(top[r, j])) in truth for j in range(k)] for r in range(b)])
+    assert torch.equal(_hit_matrix(top, (rows, cols), n_items), want)
+    assert not want[4].any()
+    empty = _hit_matrix(top, (torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)), n_items)
+    assert empty.shape == top.shape and not empty.any()
