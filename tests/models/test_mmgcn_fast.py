@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cliper.models import mmgcn
+from cliper.models import fused_ops
 from cliper.models.mmgcn import neighbour_blocks, project
 from cliper.testing.backbones import build, data, make_batch
 from test_mmgcn_blocks import _dense_propagate  # the plain dense MMGCN (tests/models on sys.path)
@@ -77,7 +77,7 @@ def test_projection_falls_back_where_its_kernel_does_not_apply():
 
 
 def test_projection_without_onednn_is_plain_linear(monkeypatch):
-    monkeypatch.setattr(mmgcn, "_ONEDNN", False)
+    monkeypatch.setattr(fused_ops, "_ONEDNN", False)
     lin = torch.nn.Linear(6, 3)
     x = torch.randn(4, 6)
     assert torch.equal(project(x, lin), lin(x))

@@ -1,4 +1,4 @@
-"""Faster kernels for two products of the multimodal backbones; same maths, fewer passes.
+"""Faster kernels for products of the multimodal backbones; same maths, fewer passes.
 
 - :func:`feature_matmul`: ``x @ w`` for a tall feature table x [N, D] and a narrow w [D, k],
   written as ``(w.T @ x.T).T`` so that BOTH the forward product and autograd's weight gradient
@@ -10,6 +10,8 @@
   ``logits / t`` temporary, no max pass when ``1 / t`` is small enough that exp cannot overflow
   (cosines are bounded by 1). LGMRec's hypergraph contrastive loss ranks each batch user
   against ALL users (2048 x 19445 on Baby), which dominated its epoch.
+- :func:`frozen_linear`: ``x W^T + b`` for a fixed input (item features) by oneDNN's fp32 kernel
+  on CPU, 14-28% faster than MKL's on the feature projections of MMGCN and DualGNN / DRAGON.
 """
 
 from __future__ import annotations
@@ -76,3 +78,62 @@ def in_batch_info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: flo
     """
     positive = (F.normalize(view1, dim=1) * F.normalize(view2, dim=1)).sum(1) / temperature
     return (cosine_logsumexp(view1, view2, temperature) - positive).mean()
+
+
+def _onednn_linear_works() -> bool:
+    """Whether torch's oneDNN linear kernel (``torch.ops.mkldnn._linear_pointwise``) runs here."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        x, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
+        return torch.equal(torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], ""), torch.full((2, 4), 3.0))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_ONEDNN: bool | None = None  # probed on first use
+
+
+class _FrozenInputLinear(torch.autograd.Function):
+    """``x W^T + b`` for an input without gradient: forward by oneDNN, backward W and b only.
+
+    At one thread on the project's AMD EPYC machines, MKL's fp32 GEMM ran MMGCN's (and DualGNN's)
+    [7050 x 4096] x [4096 x 256] feature projection in 165-185 ms, oneDNN's in 140 ms, and MMGCN's
+    layer-1 products of constant inputs ([7050 x 384] x [384 x 384], [19445 x 384] x [384 x 64],
+    ...) 14-28% faster (same fp32 maths, another blocking, so values differ by float rounding); the
+    weight gradient G^T x stays MKL's (oneDNN was no faster there). Used only on CPU in fp32
+    outside autocast. ``torch.ops.mkldnn._linear_pointwise`` is a private torch op: it is probed
+    once (:func:`_onednn_linear_works`) and every caller falls back to ``F.linear`` without it.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return None, grad.T @ x, (grad.sum(0) if ctx.has_bias else None)
+
+
+def frozen_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x W^T + b``; by oneDNN (:class:`_FrozenInputLinear`) when ``x`` needs no gradient, on CPU in
+    fp32 outside autocast, else ``F.linear``."""
+    global _ONEDNN
+    if (x.requires_grad or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
+            or torch.is_autocast_enabled("cpu") or not x.is_contiguous() or not weight.is_contiguous()):
+        return F.linear(x, weight, bias)
+    if _ONEDNN is None:
+        _ONEDNN = _onednn_linear_works()
+    if not _ONEDNN:
+        return F.linear(x, weight, bias)
+    if torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad)):
+        return _FrozenInputLinear.apply(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def onednn_unavailable() -> bool:
+    """True once the probe found no usable oneDNN linear kernel (False before it ran)."""
+    return _ONEDNN is False

@@ -54,7 +54,9 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, sparse_mm
+from cliper.models import fused_ops
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.fused_ops import frozen_linear
 from cliper.models.layers import bpr_loss, l2_penalty, row_normalize
 from cliper.models.registry import register
 
@@ -171,58 +173,6 @@ def _aggregate(block: BipartiteBlock, x: torch.Tensor, w: torch.Tensor) -> torch
     return block @ _times(x, w)
 
 
-def _onednn_linear_works() -> bool:
-    """Whether torch's oneDNN linear kernel (``torch.ops.mkldnn._linear_pointwise``) runs here."""
-    try:
-        if not torch.backends.mkldnn.is_available():
-            return False
-        x, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
-        return torch.equal(torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], ""), torch.full((2, 4), 3.0))
-    except (AttributeError, RuntimeError):
-        return False
-
-
-_ONEDNN: bool | None = None  # probed on first use
-
-
-class _FrozenInputLinear(torch.autograd.Function):
-    """``x W^T + b`` for an input without gradient: forward by oneDNN, backward W and b only.
-
-    At one thread on this machine's AMD EPYC, MKL's fp32 GEMM ran the [7050 x 4096] x
-    [4096 x 256] image projection in 165-185 ms, oneDNN's in 140 ms, and the layer-1 products of
-    constant inputs ([7050 x 384] x [384 x 384], [19445 x 384] x [384 x 64], ...) 14-28% faster
-    (same fp32 maths, another blocking, so values differ by float rounding); the weight gradient
-    G^T x stays MKL's (oneDNN was no faster there). Used only on CPU in fp32 outside autocast.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.has_bias = bias is not None
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return None, grad.T @ x, (grad.sum(0) if ctx.has_bias else None)
-
-
-def frozen_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x W^T + b``; by oneDNN (:class:`_FrozenInputLinear`) when ``x`` needs no gradient, on CPU in
-    fp32 outside autocast, else ``F.linear``."""
-    global _ONEDNN
-    if (x.requires_grad or x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32
-            or torch.is_autocast_enabled("cpu") or not x.is_contiguous() or not weight.is_contiguous()):
-        return F.linear(x, weight, bias)
-    if _ONEDNN is None:
-        _ONEDNN = _onednn_linear_works()
-    if not _ONEDNN:
-        return F.linear(x, weight, bias)
-    if torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad)):
-        return _FrozenInputLinear.apply(x, weight, bias)
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-
-
 def project(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
     """``linear(x)``, by :func:`frozen_linear`."""
     return frozen_linear(x, linear.weight, linear.bias)
@@ -231,7 +181,7 @@ def project(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
 def _times(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``x @ w``, by :func:`frozen_linear` for an input without gradient (``w`` is small: its
     transposed copy costs nothing next to the product)."""
-    if x.requires_grad or x.device.type != "cpu" or torch.is_autocast_enabled("cpu") or _ONEDNN is False:
+    if x.requires_grad or x.device.type != "cpu" or torch.is_autocast_enabled("cpu") or fused_ops.onednn_unavailable():
         return x @ w
     return frozen_linear(x, w.T.contiguous())
 
