@@ -10,7 +10,8 @@ defaults, features loaded only when the model reads them (``modalities != ()``) 
 to it without a copy, the runner's ``build_model``, threads from the runner's rule
 (``--threads``, else ``$CLIPER_THREADS``, else :func:`cliper.runtime.default_threads`),
 glibc's allocator as ``cliper train`` sets it (``runtime.freed_memory_cap_mib``, 64 MiB; ``--freed-cap-mib 0``
-... ``none`` for glibc's dynamic defaults), or ``--keep-freed-memory``. It trains with the trainer's own
+... ``none`` for glibc's dynamic defaults), or ``--keep-freed-memory``, and torch's transparent huge pages
+as ``cliper train`` sets them (``runtime.huge_pages``; ``--no-huge-pages`` turns them off). It trains with the trainer's own
 ``train_epoch`` and evaluates with the :class:`Evaluator` (valid passes, then one test pass).
 
 ``bare s`` is, in the same process and on the same user chunks as the valid pass, only the
@@ -174,12 +175,9 @@ def split_pass(model, evaluator, n: int) -> tuple[list[float], list[float], int]
 
 def worker(args) -> dict:
     """Runs inside the subprocess: one model on one dataset."""
-    from cliper.runtime import cap_freed_memory, keep_freed_memory, peak_rss_mb, set_threads
+    from cliper.runtime import apply_memory_settings, huge_pages_active, peak_rss_mb, set_threads
 
-    if args.keep_freed_memory:
-        keep_freed_memory(True)
-    else:
-        cap_freed_memory(_cap(args.freed_cap_mib))
+    apply_memory_settings(args.keep_freed_memory, _cap(args.freed_cap_mib), not args.no_huge_pages)
     threads = set_threads(args.threads)
     import torch
 
@@ -234,7 +232,7 @@ def worker(args) -> dict:
     repr_s, rank_s = sum(reps) / len(reps), sum(ranks) / len(ranks)
     return {
         "dataset": args.dataset, "model": args.model, "users": data.n_users, "items": data.n_items,
-        "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": threads,
+        "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": threads, "huge_pages": huge_pages_active(),
         "torch_threads": torch.get_num_threads(), "build_s": build_s, "epoch_s": sum(epochs) / len(epochs) if epochs else None,
         "epoch_s_all": epochs, "eval_s": eval_s, "eval_s_all": evals, "test_s": test_s, "bare_s": bare_s,
         "x_bare": eval_s / bare_s, "eval_cpu_s": eval_cpu, "eval_cpu_s_all": evals_cpu,
@@ -261,6 +259,8 @@ def run_one(args, dataset: str, path: Path, model: str) -> dict:
     if args.keep_freed_memory:
         cmd.append("--keep-freed-memory")
     cmd += ["--freed-cap-mib", str(args.freed_cap_mib)]
+    if args.no_huge_pages:
+        cmd.append("--no-huge-pages")
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="cliper-bench-cache-") as cold:
         env["CLIPER_CACHE_DIR"] = args.cache_dir or cold
@@ -341,6 +341,8 @@ def main() -> None:
                     help="runtime.keep_freed_memory: glibc keeps large freed blocks (fewer page faults, higher peak)")
     ap.add_argument("--freed-cap-mib", default="64",
                     help="runtime.freed_memory_cap_mib (cliper train's default 64; 'none': glibc's dynamic defaults)")
+    ap.add_argument("--no-huge-pages", action="store_true",
+                    help="runtime.huge_pages false (cliper train's default is on: torch's blocks >= 2 MiB on huge pages)")
     ap.add_argument("--json", default=None, help="also write the raw rows to this JSON file")
     ap.add_argument("--name", default="models",
                     help="result name: writes benchmarks/results/<name>.json (rendered by benchmarks/render.py)")
@@ -375,6 +377,7 @@ def main() -> None:
     memory = ("runtime.keep_freed_memory on" if args.keep_freed_memory else
               "glibc's dynamic allocator defaults" if _cap(args.freed_cap_mib) is None else
               f"runtime.freed_memory_cap_mib {args.freed_cap_mib}")
+    memory += ", huge pages off" if args.no_huge_pages else ", runtime.huge_pages on"
     print(f"seeded random features: image {args.image_dim}-d, text {args.text_dim}-d (loaded only by models that read "
           f"them); peak = VmHWM of a fresh process per model; {args.epochs} epoch(s), {args.evals} valid pass(es) + 1 "
           f"test pass; threads {threads}; {memory}; load average now {os.getloadavg()[0]:.2f}")
