@@ -50,7 +50,7 @@ SECTIONS = {
                             "python benchmarks/bench_models.py --datasets baby --epochs 1 --evals 2 --threads 1 "
                             "--timeout 900 --name models_issue13_eval"),
     "models_issue13_final_baby": ("Every backbone on Baby after this round's speed work (rows propagation, huge pages, "
-                                  "kept buffers, oneDNN projections, buffered scoring); p13-eval's own benchmark ran on "
+                                  "kept buffers, oneDNN projections, buffered scoring); another benchmark ran on "
                                   "the other core (load about 2)",
                                   "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,bm3,lattice,slmrec,"
                                   "dualgnn,mmgcn,grcn,mgcn,lgmrec,dragon,smore --datasets baby --epochs 1 --evals 1 "
