@@ -7,8 +7,9 @@ representation (``score_embeddings()`` from a cold cache, eval mode, no gradient
 and at the model's own score width (:func:`bench_models.bare_eval_ops`), and the 64-d bare ops
 the way the evaluator now runs them (one score buffer per pass, cache-sized tiles: ``bare64_tiled``). Medians of wall and
 process CPU seconds. ``--profile`` prints torch.profiler's top entries (by input shape) of one cold representation.
-glibc's mmap threshold is raised to the freed-memory cap (64 MiB), as ``cliper train`` will set it
-(``--mmap-threshold-mib 0``: as ``cliper.runtime`` sets it now, 32 MiB).
+The allocator is set as ``cliper train`` sets it (``cliper.runtime.apply_memory_settings``: glibc's
+32 MiB mmap threshold, the 64 MiB trim cap, torch's huge pages); ``--mmap-threshold-mib N`` also
+raises glibc's mmap threshold, an experiment only (it fragments the heap: docs/training.md#memory).
 
     python benchmarks/probe_eval.py --model lattice --reps 3 --profile
 """
@@ -57,14 +58,14 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=0, help="train this many batches first (0: fresh weights)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--top", type=int, default=15)
-    ap.add_argument("--mmap-threshold-mib", type=int, default=64,
-                    help="glibc mmap threshold (64: as cliper train will set it; 0: as cliper.runtime sets it now)")
+    ap.add_argument("--mmap-threshold-mib", type=int, default=0,
+                    help="also raise glibc's mmap threshold to N MiB (an experiment; 0: cliper train's 32 MiB)")
     add_run_args(ap)
     args = ap.parse_args()
 
-    from cliper.runtime import cap_freed_memory
+    from cliper.runtime import apply_memory_settings
 
-    cap_freed_memory(64)
+    apply_memory_settings()  # cliper train's defaults, before torch allocates anything
     if args.mmap_threshold_mib:
         ctypes.CDLL("libc.so.6").mallopt(-3, args.mmap_threshold_mib << 20)  # M_MMAP_THRESHOLD
     import torch

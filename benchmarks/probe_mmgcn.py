@@ -1,7 +1,8 @@
 """MMGCN's training step and evaluation pass, old code against new in ONE process.
 
-The allocator is set as the new default will run (``cap_freed_memory(64)`` and a 64 MiB mmap
-threshold) before torch allocates. ``train``: the model is built as ``cliper train`` builds it
+The allocator is set before torch allocates: ``cap_freed_memory(64)`` and torch's huge pages, as
+``cliper train`` sets them (``PROBE_MMAP_MIB=64`` adds the 64 MiB mmap threshold the figures on
+docs/backbones/mmgcn.md were measured with; ``PROBE_HUGE_PAGES=0`` turns huge pages off). ``train``: the model is built as ``cliper train`` builds it
 (random_run: packaged defaults, seeded 4096/384 features); a second MMGCN is built from an
 older ``mmgcn.py`` (``--old``, default /work/main's) on the same context and given the same
 weights, and both run forward + backward on the same trainer batches, alternately, ``--reps``
@@ -36,10 +37,14 @@ import statistics
 import sys
 import time
 
-from cliper.runtime import cap_freed_memory
+from cliper.runtime import cap_freed_memory, use_huge_pages
 
 cap_freed_memory(int(os.environ.get("PROBE_CAP_MIB", "64")))  # M_TRIM_THRESHOLD (the freed-memory cap)
-ctypes.CDLL("libc.so.6").mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD as the new default will set it
+# the figures on docs/backbones/mmgcn.md ran with a 64 MiB mmap threshold (PROBE_MMAP_MIB=64 repeats them);
+# cliper train keeps glibc's 32 MiB and uses torch's huge pages (runtime.huge_pages), the default here
+if os.environ.get("PROBE_MMAP_MIB"):
+    ctypes.CDLL("libc.so.6").mallopt(-3, int(os.environ["PROBE_MMAP_MIB"]) << 20)  # M_MMAP_THRESHOLD
+use_huge_pages(os.environ.get("PROBE_HUGE_PAGES", "1") == "1")
 
 
 def load_old(path: str):
