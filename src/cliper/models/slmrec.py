@@ -217,21 +217,21 @@ class SLMRec(Recommender):
     def _fast(self) -> bool:
         return self.split_propagation and self.params.n_layers % 2 == 1 and not self.features.trainable
 
-    def _smooth_item(self, x: torch.Tensor) -> torch.Tensor:
-        """T_i x (autograd through the sparse products)."""
+    def _series(self, x: torch.Tensor, first, second) -> torch.Tensor:
+        """sum_j (second first)^j x for j <= (L-1)/2 (autograd through the sparse products)."""
         total, layer = x, x
         for _ in range((self.params.n_layers - 1) // 2):
-            layer = self._rt @ (self._r @ layer)
+            layer = second @ (first @ layer)
             total = total + layer
         return total
 
+    def _smooth_item(self, x: torch.Tensor) -> torch.Tensor:
+        """T_i x = sum_j (R^T R)^j x."""
+        return self._series(x, self._r, self._rt)
+
     def _smooth_user(self, x: torch.Tensor) -> torch.Tensor:
-        """T_u x (autograd through the sparse products)."""
-        total, layer = x, x
-        for _ in range((self.params.n_layers - 1) // 2):
-            layer = self._r @ (self._rt @ layer)
-            total = total + layer
-        return total
+        """T_u x = sum_j (R R^T)^j x."""
+        return self._series(x, self._rt, self._r)
 
     def _smoothed(self) -> dict[str, torch.Tensor]:
         """T_i norm(X_m) per modality and T_i 1 ("ones"), computed once per device in column
