@@ -109,8 +109,7 @@ def apply_memory_settings(keep_freed_memory_: bool = False, freed_memory_cap_mib
     else:
         cap_freed_memory(freed_memory_cap_mib)
     if not use_huge_pages(huge_pages) and huge_pages:
-        log.debug("huge pages not in effect (torch allocated before runtime settings, or the kernel's "
-                  "transparent_hugepage mode is never)")
+        log.debug("huge pages not in effect: torch had allocated before the runtime settings were applied")
 
 
 def usable_cpus() -> int:
