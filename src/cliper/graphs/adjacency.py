@@ -16,7 +16,7 @@ import torch
 
 
 def scipy_to_torch(m: sp.spmatrix) -> torch.Tensor:
-    """A scipy sparse matrix as a torch sparse CSR float32 tensor.
+    """A scipy sparse matrix as a torch sparse CSR float32 tensor (duplicates summed, indices sorted).
 
     Indices are int32 when they fit: MKL's sparse kernels take 32-bit indices, and int64
     ones are converted on every product (two ``_to_copy`` calls per product in a profile).
@@ -24,20 +24,12 @@ def scipy_to_torch(m: sp.spmatrix) -> torch.Tensor:
     m = sp.csr_matrix(m, dtype=np.float32)
     m.sum_duplicates()
     m.sort_indices()
-    index = np.int32 if max(m.nnz, *m.shape) < 2**31 - 1 else np.int64
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(m.indptr.astype(index)),
-            torch.from_numpy(m.indices.astype(index)),
-            torch.from_numpy(m.data),
-            size=m.shape,
-        )
+    return _csr_tensor(m)
 
 
 def _csr_tensor(m: sp.spmatrix, transpose: bool = False) -> torch.Tensor:
     """A canonical scipy CSR (or, with ``transpose``, CSC read as the CSR of its transpose) as a torch
-    CSR tensor with int32 indices, without the checks and copies of :func:`scipy_to_torch`."""
+    CSR tensor, int32 indices where they fit; arrays already of the right dtype are shared, not copied."""
     shape = m.shape[::-1] if transpose else m.shape
     index = np.int32 if max(m.nnz, *shape) < 2**31 - 1 else np.int64
     with warnings.catch_warnings():
