@@ -34,6 +34,31 @@ class LightGCNPropagation(nn.Module):
         return f"n_layers={self.n_layers}"
 
 
+class KeptRows:
+    """Row buffers a model keeps between training batches, one per key.
+
+    A batch's gathered or multiplied rows (VBPR's feature rows, SLMRec's sparse-product result)
+    are 50 MB and more: over glibc's 32 MiB mmap threshold a fresh tensor is page-faulted in on
+    every batch. A buffer is reused while it is large enough (1/16 of slack, at most
+    ``max_rows``); the product that fills it saves it for backward, so autograd's in-place check
+    refuses a backward after a later batch overwrote it. ``clear()`` when scoring starts.
+    """
+
+    def __init__(self):
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, key: str, n: int, like: torch.Tensor, max_rows: int) -> torch.Tensor:
+        """``n`` rows of ``like``'s width, dtype and device, from the buffer kept under ``key``."""
+        buf = self._buffers.get(key)
+        if (buf is None or buf.shape[0] < n or buf.shape[1:] != like.shape[1:] or buf.dtype != like.dtype
+                or buf.device != like.device):
+            buf = self._buffers[key] = like.new_empty((min(max_rows, n + n // 16), *like.shape[1:]))
+        return buf[:n]
+
+    def clear(self) -> None:
+        self._buffers.clear()
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Bayesian personalised ranking loss, -mean log sigmoid(pos - neg) (Rendle et al., UAI 2009)."""
     return -torch.nn.functional.logsigmoid(pos_scores - neg_scores).mean()

@@ -55,7 +55,7 @@ from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, layer_sum, normalized_bipartite, sparse_mm
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.layers import l2_penalty
+from cliper.models.layers import KeptRows, l2_penalty
 from cliper.models.modal import modal_features, present_modalities
 from cliper.models.registry import register
 
@@ -155,7 +155,7 @@ class SLMRec(Recommender):
         self._r = SparseGraph(r).to(ctx.device)  # R and R^T
         self._rt = SparseGraph(self._rt_rows).to(ctx.device)  # R^T and R
         self._smooth: dict[str, torch.Tensor] = {}
-        self._rows_buffers: dict[str, torch.Tensor] = {}  # _rows_of's kept results
+        self._rows_buffers = KeptRows()  # _rows_of's kept results
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -262,15 +262,9 @@ class SLMRec(Recommender):
         return SparseGraph(over_items).to(dev), SparseGraph(over_users).to(dev)
 
     def _rows_of(self, over_items: SparseGraph, table: torch.Tensor, key: str) -> torch.Tensor:
-        """``over_items @ table`` written into a buffer kept between batches (the ~55 MB result
-        is over glibc's mmap threshold: a fresh one is page-faulted in every batch). The product
-        saves it for its backward, so autograd refuses (in-place error) a backward after a later
-        batch overwrote it."""
-        n = over_items.shape[0]
-        buf = self._rows_buffers.get(key)
-        if buf is None or buf.shape[0] < n or buf.device != table.device:
-            buf = self._rows_buffers[key] = table.new_empty((min(n + n // 16, self.n_users + self.n_items), table.shape[1]))
-        out = buf[:n]
+        """``over_items @ table`` written into a buffer kept between batches (layers.KeptRows: the
+        ~55 MB result would otherwise be page-faulted in afresh every batch)."""
+        out = self._rows_buffers.get(key, over_items.shape[0], table, self.n_users + self.n_items)
         torch.addmm(out, over_items.matrix, table, beta=0, out=out)
         return out
 

@@ -22,7 +22,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
-from cliper.models.layers import bpr_loss, l2_penalty
+from cliper.models.layers import KeptRows, bpr_loss, l2_penalty
 from cliper.models.registry import register
 
 
@@ -91,7 +91,7 @@ class VBPR(Recommender):
         self.user_embedding = nn.Embedding(self.n_users, 2 * d)  # [gamma_u ; theta_u]
         self.item_embedding = nn.Embedding(self.n_items, d)  # gamma_i
         self.projection = nn.Linear(in_dim, d)  # E (with a bias, as in MMRec)
-        self._rows_buffers: dict[str, torch.Tensor] = {}  # _GatherProject's gathered rows, kept between batches
+        self._rows_buffers = KeptRows()  # _GatherProject's gathered rows, kept between batches
         self._low_tables: dict[str, torch.Tensor] = {}  # bf16 copies of the tables under autocast
         self.reset_parameters()
 
@@ -138,11 +138,8 @@ class VBPR(Recommender):
                 if low is None or low.dtype != dtype or low.device != table.device:
                     low = self._low_tables[m] = table.detach().to(dtype)
                 table = low
-            buf = self._rows_buffers.get(m)
-            n = rows.shape[0]
-            if buf is None or buf.shape[0] < n or buf.dtype != table.dtype or buf.device != table.device:
-                buf = self._rows_buffers[m] = table.new_empty((min(self.n_items, n + n // 16), table.shape[1]))
-            out.append(torch.index_select(table, 0, rows, out=buf[:n]))
+            buf = self._rows_buffers.get(m, rows.shape[0], table, self.n_items)
+            out.append(torch.index_select(table, 0, rows, out=buf))
         return out
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
