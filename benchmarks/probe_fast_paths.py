@@ -5,9 +5,11 @@ The model is built as ``cliper train`` builds it (``random_run``), with its allo
 same batches (re-seeded) with the plain one (VBPR: ``gather_project``; SLMRec:
 ``split_propagation`` and the one-buffer InfoNCE), alternating; medians of the per-batch
 process CPU seconds and minor page faults per batch are printed. The weights keep training,
-so the two paths see nearly the same parameters.
+so the two paths see nearly the same parameters. ``--against mkl`` keeps the fast path on both
+sides and turns off oneDNN's fp32 products (``fused_ops``) on the other, so MKL's run instead.
 
     python benchmarks/probe_fast_paths.py --model vbpr --rounds 3 --batches 8
+    python benchmarks/probe_fast_paths.py --model slmrec --against mkl
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def main() -> None:
     ap = run_parser(__doc__)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", type=int, default=8)
+    ap.add_argument("--against", choices=("plain", "mkl"), default="plain",
+                    help="the other side: the plain forms, or the fast path with MKL's products instead of oneDNN's")
     add_run_args(ap, dims=False)
     args = ap.parse_args()
     from cliper.runtime import apply_memory_settings
@@ -31,6 +35,7 @@ def main() -> None:
     apply_memory_settings()  # cliper train's allocator defaults (before torch allocates anything)
     import torch
 
+    import cliper.models.fused_ops as fused_ops
     import cliper.models.slmrec as slmrec
 
     torch.set_num_threads(args.threads)
@@ -40,6 +45,9 @@ def main() -> None:
         return torch.nn.functional.cross_entropy(a @ b.T / temp, torch.arange(a.shape[0]))
 
     def use(model, fast: bool) -> None:
+        if args.against == "mkl":
+            fused_ops._ONEDNN = None if fast else False  # None: probed again on first use
+            return
         if args.model == "vbpr":
             model.gather_project = fast
         elif args.model == "slmrec":
@@ -63,7 +71,7 @@ def main() -> None:
         out = {k: {"median_batch_cpu_ms": round(1e3 * statistics.median(v["cpu"]), 1),
                    "faults_per_batch": round(statistics.median(v["faults"]))} for k, v in stats.items()}
         out["plain/fast"] = round(out["plain"]["median_batch_cpu_ms"] / out["fast"]["median_batch_cpu_ms"], 2)
-        print(json.dumps({"model": args.model, "threads": torch.get_num_threads(), **out}))
+        print(json.dumps({"model": args.model, "against": args.against, "threads": torch.get_num_threads(), **out}))
 
 
 if __name__ == "__main__":

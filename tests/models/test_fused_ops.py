@@ -62,3 +62,42 @@ def test_cosine_logsumexp_stays_float32_under_bf16_autocast():
     torch.testing.assert_close(out, torch.logsumexp(F.normalize(a, dim=1) @ F.normalize(c, dim=1).T / 0.2, 1))
     (grad,) = torch.autograd.grad(out.sum(), a)
     assert grad.dtype == torch.float32 and torch.isfinite(grad).all()
+
+
+def _float64_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.double() @ b.double().T).float()
+
+
+@pytest.mark.parametrize("onednn", [None, False])  # None: probed (oneDNN where torch has it); False: the plain path
+def test_matmul_nt_matches_a_float64_product(monkeypatch, onednn):
+    from cliper.models import fused_ops
+
+    monkeypatch.setattr(fused_ops, "_ONEDNN", onednn)
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(37, 29, generator=g), torch.randn(11, 29, generator=g)
+    bias = torch.randn(11, generator=g)
+    torch.testing.assert_close(fused_ops.matmul_nt(a, b), _float64_nt(a, b))
+    torch.testing.assert_close(fused_ops.matmul_nt(a, b, bias), _float64_nt(a, b) + bias)
+    wide = torch.randn(29, 11, generator=g)  # b given as a transposed view, as the InfoNCE backward does
+    torch.testing.assert_close(fused_ops.matmul_nt(a, wide.T), (a.double() @ wide.double()).float())
+
+
+@pytest.mark.parametrize("width", [40, 1100])  # under and over WIDE_INPUT: MKL's and oneDNN's product
+def test_weight_grad_matches_a_float64_product(width):
+    from cliper.models.fused_ops import WIDE_INPUT, weight_grad
+
+    assert 40 < WIDE_INPUT <= 1100
+    g = torch.Generator().manual_seed(3)
+    grad, x = torch.randn(53, 7, generator=g), torch.randn(53, width, generator=g)
+    torch.testing.assert_close(weight_grad(grad, x), (grad.double().T @ x.double()).float())
+
+
+def test_onednn_products_stay_off_under_autocast_and_for_low_precision():
+    from cliper.models import fused_ops
+
+    a, b = torch.randn(4, 3), torch.randn(5, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fused_ops._onednn_for(a, b)
+        assert fused_ops.matmul_nt(a, b).dtype == torch.bfloat16  # autocast's own product
+    assert not fused_ops._onednn_for(a.bfloat16(), b.bfloat16())
+    assert not fused_ops._onednn_for(a.double(), b.double())

@@ -22,6 +22,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
+from cliper.models.fused_ops import matmul_nt, weight_grad
 from cliper.models.layers import KeptRows, bpr_loss, l2_penalty
 from cliper.models.registry import register
 
@@ -51,9 +52,13 @@ class _GatherProject(torch.autograd.Function):
         blocks = owner._gather(rows, low)
         out, start = bias, 0
         with torch.autocast(rows.device.type, enabled=False):
-            for block in blocks:
+            for i, block in enumerate(blocks):
                 w = weight[:, start : start + block.shape[1]]
-                out = out + block @ (w if low is None else w.to(low)).T
+                if low is None:  # fp32: oneDNN's kernel where it is faster (fused_ops.matmul_nt)
+                    part = matmul_nt(block, w.contiguous(), bias if i == 0 else None)
+                    out = part if i == 0 else out.add_(part)
+                else:
+                    out = out + block @ w.to(low).T
                 start += block.shape[1]
         ctx.save_for_backward(*blocks)
         ctx.weight_shape = weight.shape
@@ -68,7 +73,7 @@ class _GatherProject(torch.autograd.Function):
         for block in blocks:
             view = grad_w[:, start : start + block.shape[1]]
             if block.dtype == grad.dtype:
-                torch.mm(grad.T, block, out=view)
+                view.copy_(weight_grad(grad, block))
             else:
                 view.copy_(grad.to(block.dtype).T @ block)
             start += block.shape[1]
