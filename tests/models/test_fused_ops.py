@@ -101,3 +101,23 @@ def test_onednn_products_stay_off_under_autocast_and_for_low_precision():
         assert fused_ops.matmul_nt(a, b).dtype == torch.bfloat16  # autocast's own product
     assert not fused_ops._onednn_for(a.bfloat16(), b.bfloat16())
     assert not fused_ops._onednn_for(a.double(), b.double())
+
+
+@pytest.mark.parametrize("x_grad", [True, False])  # a trainable input, and a fixed one (item features)
+@pytest.mark.parametrize("width", [9, 1030])  # the weight gradient by MKL's and by oneDNN's product
+def test_linear_matches_float64_values_and_gradients(x_grad, width):
+    from cliper.models.fused_ops import linear
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(31, width, generator=g).requires_grad_(x_grad)
+    w = torch.randn(5, width, generator=g, requires_grad=True)
+    b = torch.randn(5, generator=g, requires_grad=True)
+    weights = torch.randn(31, 5, generator=g)
+    out = linear(x, w, b)
+    ref = x.detach().double() @ w.detach().double().T + b.detach().double()
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-4)
+    grads = torch.autograd.grad((out * weights).sum(), [t for t in (x, w, b) if t.requires_grad])
+    want = [weights.double() @ w.detach().double()] if x_grad else []
+    want += [weights.double().T @ x.detach().double(), weights.double().sum(0)]
+    for got, exp in zip(grads, want):
+        torch.testing.assert_close(got.double(), exp, rtol=1e-5, atol=1e-4)

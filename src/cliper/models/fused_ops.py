@@ -10,8 +10,8 @@
   ``logits / t`` temporary, no max pass when ``1 / t`` is small enough that exp cannot overflow
   (cosines are bounded by 1). LGMRec's hypergraph contrastive loss ranks each batch user
   against ALL users (2048 x 19445 on Baby), which dominated its epoch.
-- :func:`frozen_linear`: ``x W^T + b`` for a fixed input (item features) by oneDNN's fp32 kernel
-  on CPU, 14-28% faster than MKL's on the feature projections of MMGCN and DualGNN / DRAGON.
+- :func:`linear`: ``F.linear`` by oneDNN's fp32 kernel on CPU, 10-30% faster than MKL's on the
+  feature projections and layer products of MMGCN and DualGNN / DRAGON.
 - :func:`matmul_nt` / :func:`weight_grad`: ``a @ b.T`` and ``g.T @ x`` by oneDNN where it measured
   faster than MKL here (wide products; see :func:`weight_grad` for the rule).
 """
@@ -136,39 +136,48 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return grad.T @ x
 
 
-class _FrozenInputLinear(torch.autograd.Function):
-    """``x W^T + b`` for an input without gradient: forward by oneDNN, backward W and b only.
+class _OneDnnLinear(torch.autograd.Function):
+    """``x W^T + b`` by oneDNN's fp32 kernel: forward and input gradient by oneDNN, the weight
+    gradient by :func:`weight_grad`.
 
     At one thread on the project's AMD EPYC machines, MKL's fp32 GEMM ran MMGCN's (and DualGNN's)
-    [7050 x 4096] x [4096 x 256] feature projection in 165-185 ms, oneDNN's in 140 ms, and MMGCN's
-    layer-1 products of constant inputs ([7050 x 384] x [384 x 384], [19445 x 384] x [384 x 64],
-    ...) 14-28% faster (same fp32 maths, another blocking, so values differ by float rounding); the
-    weight gradient is :func:`weight_grad`'s. Used only on CPU in fp32 outside autocast.
+    [7050 x 4096] x [4096 x 256] feature projection in 165-185 ms, oneDNN's in 140 ms, and the
+    mid-sized products of MMGCN's layers ([7050 x 384] x [384 x 384], [19445 x 256] x [256 x 64],
+    their input gradients, ...) 10-30% faster; only tall 64 x 64 products were even (same fp32
+    maths, another blocking, so values differ by float rounding; benchmarks/probe_gemm_floor.py).
     ``torch.ops.mkldnn._linear_pointwise`` is a private torch op: it is probed once
     (:func:`_onednn_linear_works`) and every caller falls back to ``F.linear`` without it.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):  # type: ignore[override]
-        ctx.save_for_backward(x)
+        ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
         return _onednn_nt(x, weight, bias)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        return None, weight_grad(grad, x), (grad.sum(0) if ctx.has_bias else None)
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        need_x, need_w, need_b = ctx.needs_input_grad
+        return (matmul_nt(grad, weight.T) if need_x else None, weight_grad(grad, x) if need_w else None,
+                grad.sum(0) if need_b and ctx.has_bias else None)
 
 
-def frozen_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x W^T + b``; by oneDNN (:class:`_FrozenInputLinear`) when ``x`` needs no gradient, on CPU in
-    fp32 outside autocast, else ``F.linear``."""
-    if (x.requires_grad or not x.is_contiguous() or not weight.is_contiguous()
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, by oneDNN (:class:`_OneDnnLinear`) for 2-D contiguous fp32
+    CPU tensors outside autocast, else ``F.linear`` itself."""
+    if (not x.is_contiguous() or not weight.is_contiguous()
             or (bias is not None and bias.dtype != torch.float32) or not _onednn_for(x, weight)):
         return F.linear(x, weight, bias)
-    if torch.is_grad_enabled() and (weight.requires_grad or (bias is not None and bias.requires_grad)):
-        return _FrozenInputLinear.apply(x, weight, bias)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _OneDnnLinear.apply(x, weight, bias)
     return _onednn_nt(x, weight, bias)
+
+
+frozen_linear = linear  # the former name (a fixed input was its only case)
 
 
 def onednn_unavailable() -> bool:

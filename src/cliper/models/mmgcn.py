@@ -56,7 +56,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, sparse_mm
 from cliper.models import fused_ops
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
-from cliper.models.fused_ops import frozen_linear
+from cliper.models.fused_ops import linear as fused_linear
 from cliper.models.layers import bpr_loss, l2_penalty, row_normalize
 from cliper.models.registry import register
 
@@ -173,17 +173,17 @@ def _aggregate(block: BipartiteBlock, x: torch.Tensor, w: torch.Tensor) -> torch
     return block @ _times(x, w)
 
 
-def project(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """``linear(x)``, by :func:`frozen_linear`."""
-    return frozen_linear(x, linear.weight, linear.bias)
+def project(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``layer(x)``, by :func:`cliper.models.fused_ops.linear` (oneDNN's fp32 kernel)."""
+    return fused_linear(x, layer.weight, layer.bias)
 
 
 def _times(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``x @ w``, by :func:`frozen_linear` for an input without gradient (``w`` is small: its
-    transposed copy costs nothing next to the product)."""
-    if x.requires_grad or x.device.type != "cpu" or torch.is_autocast_enabled("cpu") or fused_ops.onednn_unavailable():
+    """``x @ w``, by :func:`cliper.models.fused_ops.linear` (``w`` is small: its transposed copy
+    costs nothing next to the product)."""
+    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu") or fused_ops.onednn_unavailable():
         return x @ w
-    return frozen_linear(x, w.T.contiguous())
+    return fused_linear(x, w.T.contiguous())
 
 
 class ModalityGCN(nn.Module):

@@ -55,7 +55,8 @@ from torch import nn
 
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, layer_sum, normalized_bipartite, sparse_mm
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
-from cliper.models.fused_ops import frozen_linear, matmul_nt
+from cliper.models.fused_ops import linear as fused_linear
+from cliper.models.fused_ops import matmul_nt
 from cliper.models.layers import KeptRows, l2_penalty
 from cliper.models.modal import modal_features, present_modalities
 from cliper.models.registry import register
@@ -117,7 +118,8 @@ class _InfoNCE(torch.autograd.Function):
         d.diagonal().sub_(scale)
         d = d.to(a_t.dtype)
         grad_a = matmul_nt(d, b_m.T).to(expd.dtype).div_(ctx.temp)  # oneDNN's faster here (fused_ops)
-        return grad_a.to(ctx.dtypes[0]), (d.T @ a_t).to(ctx.dtypes[1]), None
+        grad_b = matmul_nt(a_t.T.contiguous(), d.T).T  # (a_t^T d)^T = d^T a_t, oneDNN's layout
+        return grad_a.to(ctx.dtypes[0]), grad_b.to(ctx.dtypes[1]), None
 
 
 @register
@@ -272,7 +274,7 @@ class SLMRec(Recommender):
     def _modal_rows(self, m: str, smoothed: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
         """T_i (norm(X_m) W^T + b) at the rows ``smoothed`` / ``ones`` were taken at."""
         dense = self.dense[m]
-        return frozen_linear(smoothed, dense.weight) + ones * dense.bias  # oneDNN's fp32 product
+        return fused_linear(smoothed, dense.weight) + ones * dense.bias  # oneDNN's fp32 product
 
     def _fast_rows(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Branch outputs at [users; items] (no dropout): [len(users) + len(items), B, d], equal
