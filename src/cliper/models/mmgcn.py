@@ -23,8 +23,8 @@ runs the dense product on fewer rows, and each direction uses the faster sparse 
 (:class:`BipartiteBlock`). Constants are made once: an unprojected frozen modality's
 normalisation (MMRec's text), and with fixed preference tables (the default) their
 normalisation, their layer-1 aggregate and their L2 term. LeakyReLU runs in place on fresh
-products, the frozen image features are projected by oneDNN's fp32 kernel on CPU and cast to
-bf16 once under autocast. Same maths as the stacked form (equal up to float rounding;
+products, the dense layer products run by oneDNN's fp32 kernel on CPU (fused_ops.linear) and the
+frozen image features are cast to bf16 once under autocast. Same maths as the stacked form (equal up to float rounding;
 docs/backbones/mmgcn.md, "Speed").
 
 Differences from the reference code (MMRec's mmgcn.py; docs/backbones/mmgcn.md has the table):

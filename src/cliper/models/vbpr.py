@@ -11,7 +11,8 @@ else the one available modality; the bias terms of Eq. 2 are dropped (as MMRec d
 Differences from MMRec's VBPR (table on docs/backbones/vbpr.md): none in behaviour at the defaults
 (L2 ``reg_form: norm`` = its EmbLoss on [gamma; theta] and [gamma_i; E f_i + b], same init, its
 grid); only the batch's distinct items are projected (same values and gradients), gathered into
-buffers kept between batches (:class:`_GatherProject`).
+buffers kept between batches (:class:`_GatherProject`), by oneDNN's fp32 products on CPU
+(fused_ops.matmul_nt / weight_grad: values differ from MKL's by float rounding).
 """
 
 from __future__ import annotations
