@@ -20,7 +20,7 @@ import time
 from random_run import add_run_args, build_run, run_parser
 from results_io import write_result
 
-COLUMNS = ["model", "precision", "seed", "epochs", "s/epoch", "valid R@20", "test R@20", "test N@20",
+COLUMNS = ["model", "precision", "seed", "epochs", "s/epoch", "cpu s/epoch", "valid R@20", "test R@20", "test N@20",
            "within seed noise"]
 
 
@@ -28,13 +28,14 @@ def run(model: str, seed: int, precision: str, args) -> dict:
     run = build_run(args.dataset, model, image_dim=args.image_dim, text_dim=args.text_dim,
                     overrides=[f"seed={seed}", f"train.precision={precision}", f"train.epochs={args.epochs}"])
     net, ev, trainer = run.model, run.evaluator, run.trainer
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for epoch in range(1, args.epochs + 1):
         trainer.train_epoch(epoch)
     per_epoch = (time.perf_counter() - t) / args.epochs
+    cpu_per_epoch = (time.process_time() - c) / args.epochs  # the figure to compare on a shared machine
     valid, test = ev.evaluate(net, "valid"), ev.evaluate(net, "test")
     return {"model": model, "precision": precision, "seed": seed, "epochs": args.epochs, "s/epoch": round(per_epoch, 2),
-            "valid R@20": round(valid["recall@20"], 4), "test R@20": round(test["recall@20"], 4),
+            "cpu s/epoch": round(cpu_per_epoch, 2), "valid R@20": round(valid["recall@20"], 4), "test R@20": round(test["recall@20"], 4),
             "test N@20": round(test["ndcg@20"], 4)}
 
 
@@ -50,6 +51,7 @@ def summary(model: str, rows: list[dict]) -> list[dict]:
         mean = statistics.fmean(r["test R@20"] for r in rs)
         row = {"model": model, "precision": p, "seed": "mean", "epochs": rs[0]["epochs"],
                "s/epoch": round(statistics.fmean(r["s/epoch"] for r in rs), 2),
+               "cpu s/epoch": round(statistics.fmean(r["cpu s/epoch"] for r in rs), 2),
                "valid R@20": round(statistics.fmean(r["valid R@20"] for r in rs), 4), "test R@20": round(mean, 4),
                "test N@20": round(statistics.fmean(r["test N@20"] for r in rs), 4)}
         if p == "bf16" and ref:

@@ -106,9 +106,7 @@ def main() -> None:
                 if i == args.steps:
                     break
                 c, t, f = time.process_time(), time.perf_counter(), faults()
-                trainer.optimizer.zero_grad(set_to_none=True)
-                model.calculate_loss(batch).backward()
-                trainer.optimizer.step()
+                trainer.train_step(batch, 1)
                 for k, v in (("cpu", time.process_time() - c), ("wall", time.perf_counter() - t), ("faults", faults() - f)):
                     res[k].append(v)
             import cliper.models.mmgcn as code

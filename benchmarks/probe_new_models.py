@@ -41,9 +41,7 @@ def main() -> None:
         model.pre_epoch_hook(1)
 
         def step(batch):
-            trainer.optimizer.zero_grad(set_to_none=True)
-            model.calculate_loss(batch).backward()
-            trainer.optimizer.step()
+            trainer.train_step(batch, 1)
 
         batches = trainer.batches(1)
         for _ in range(args.warmup):

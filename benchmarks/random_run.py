@@ -103,7 +103,8 @@ def batches_per_epoch(run: Run) -> int:
 def time_batches(trainer, model, epoch: int, n: int | None, clock: Callable[[], float] = time.perf_counter
                  ) -> tuple[list[float], list[float]]:
     """Train the first ``n`` batches of ``epoch`` (all of them when ``n`` is None) with the
-    trainer's own batches and optimiser, after ``model.train()`` and ``pre_epoch_hook``; returns
+    trainer's own batches and step (``Trainer.train_step``, ``train.precision`` included), after
+    ``model.train()`` and ``pre_epoch_hook``; returns
     the ``clock`` seconds of each step (batch drawing excluded) and each loss."""
     model.train()
     model.pre_epoch_hook(epoch)
@@ -112,10 +113,7 @@ def time_batches(trainer, model, epoch: int, n: int | None, clock: Callable[[], 
         if i == n:
             break
         t = clock()
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss = model.calculate_loss(batch)
-        loss.backward()
-        trainer.optimizer.step()
+        loss = trainer.train_step(batch, epoch)  # the trainer's own step: train.precision's autocast too
         seconds.append(clock() - t)
-        losses.append(float(loss.detach()))
+        losses.append(float(loss))
     return seconds, losses

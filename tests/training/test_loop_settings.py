@@ -102,6 +102,23 @@ def test_bf16_autocast_trains_close_to_fp32(inter, tmp_path):
     assert b["precision"] == "bf16"
 
 
+def test_train_step_runs_the_loss_under_the_precision_setting(inter):
+    """Benchmarks step through Trainer.train_step, so a bf16 profile measures bf16 (and fp32 stays fp32)."""
+    seen = []
+    for precision in ("fp32", "bf16"):
+        trainer = _trainer(inter, [0.1], f"train.precision={precision}")
+        plain = trainer.model.calculate_loss
+
+        def spy(batch, plain=plain):
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return plain(batch)
+
+        trainer.model.calculate_loss = spy
+        loss = trainer.train_step(next(iter(trainer.batches(1))), 1)
+        assert loss.dtype == torch.float32 and not loss.requires_grad and torch.isfinite(loss)
+    assert seen == [False, True]
+
+
 def test_bf16_resume_is_bit_exact(inter, tmp_path):
     cfg = _cfg(inter, "train.precision=bf16")
     full = train_run(cfg, tmp_path / "full", progress=False)

@@ -136,6 +136,29 @@ class Trainer:
                 torch.from_numpy(users[sl]), torch.from_numpy(pos[sl]), torch.from_numpy(neg[sl])
             ).to(self.device)
 
+    def train_step(self, batch: Batch, epoch: int) -> torch.Tensor:
+        """One optimiser step on ``batch``: the loss under ``train.precision``, its backward, the
+        optional gradient clipping, the step; returns the (detached, fp32) loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.model.calculate_loss(batch)
+        loss = loss.float()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate")
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if self.s.clip_grad_norm:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.s.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad_norm)
+            self.optimizer.step()
+        return loss.detach()
+
     def train_epoch(self, epoch: int) -> float:
         seed_epoch(self.seed, epoch)
         self.model.train()
@@ -145,25 +168,8 @@ class Trainer:
         bar = tqdm(self.batches(epoch), total=n_batches, desc=f"epoch {epoch}", leave=False,
                    disable=not self.progress, unit="batch")
         for batch in bar:
-            self.optimizer.zero_grad(set_to_none=True)
-            with self._autocast():
-                loss = self.model.calculate_loss(batch)
-            loss = loss.float()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate")
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                if self.s.clip_grad_norm:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad_norm)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                if self.s.clip_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad_norm)
-                self.optimizer.step()
-            total += float(loss.detach()) * batch.users.shape[0]
+            loss = self.train_step(batch, epoch)
+            total += float(loss) * batch.users.shape[0]
             count += batch.users.shape[0]
         self.scheduler.step()
         return total / max(count, 1)
