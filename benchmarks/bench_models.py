@@ -19,7 +19,8 @@ operations any full-ranking evaluator must do: the chunked [users x 64] @ [64 x 
 matmul of random embeddings, the train-item mask and top-50. ``x bare`` = s/eval / bare s:
 what the model's own representation compute, the metrics and the bookkeeping add (the
 target is <= 1.1; ``x bare cpu`` is the same ratio of process CPU seconds, less swayed by other
-processes on a shared machine). Every measured valid pass starts cold (``model.train()`` first), as after a
+processes on a shared machine; ``cpu s/epoch`` likewise for an epoch, and ``train x MMRec`` /
+``train x MMRec cpu`` divide MMRec's s/epoch by cliper's wall / CPU s/epoch). Every measured valid pass starts cold (``model.train()`` first), as after a
 training epoch.
 
 The pass is also split in two, in process CPU seconds: ``repr cpu s``, the model's
@@ -203,11 +204,12 @@ def worker(args) -> dict:
     evaluator = make_evaluator(cfg, data, device)
     trainer = Trainer(model, data, evaluator, cfg.train, cfg.eval.valid_metric, cfg.seed, None,
                       progress=False, device=device)
-    epochs, losses = [], []
+    epochs, epochs_cpu, losses = [], [], []
     for epoch in range(1, args.epochs + 1):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         losses.append(trainer.train_epoch(epoch))
         epochs.append(time.perf_counter() - t)
+        epochs_cpu.append(time.process_time() - c)
     evals, evals_cpu, recall = [], [], None
     for _ in range(args.evals):
         model.train()  # each pass cold, as after a training epoch (a model left in eval mode keeps its cache)
@@ -234,7 +236,8 @@ def worker(args) -> dict:
         "dataset": args.dataset, "model": args.model, "users": data.n_users, "items": data.n_items,
         "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": threads, "huge_pages": huge_pages_active(),
         "torch_threads": torch.get_num_threads(), "build_s": build_s, "epoch_s": sum(epochs) / len(epochs) if epochs else None,
-        "epoch_s_all": epochs, "eval_s": eval_s, "eval_s_all": evals, "test_s": test_s, "bare_s": bare_s,
+        "epoch_s_all": epochs, "epoch_cpu_s": sum(epochs_cpu) / len(epochs_cpu) if epochs_cpu else None,
+        "epoch_cpu_s_all": epochs_cpu, "eval_s": eval_s, "eval_s_all": evals, "test_s": test_s, "bare_s": bare_s,
         "x_bare": eval_s / bare_s, "eval_cpu_s": eval_cpu, "eval_cpu_s_all": evals_cpu,
         "bare_cpu_s": sum(bare_cpu) / len(bare_cpu), "x_bare_cpu": sum(evals_cpu) / sum(bare_cpu),
         "repr_cpu_s": repr_s, "rank_cpu_s": rank_s, "score_dim": width, "bare_own_cpu_s": bare_own,
@@ -274,9 +277,10 @@ def run_one(args, dataset: str, path: Path, model: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "s/eval", "bare s", "x bare", "x bare cpu", "eval cpu s",
+COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "cpu s/epoch", "s/eval", "bare s", "x bare", "x bare cpu", "eval cpu s",
            "repr cpu s", "rank cpu s", "score dim", "bare cpu s own dim", "x bare cpu own dim", "rank / bare cpu own dim",
-           "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec"]
+           "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec",
+           "train x MMRec", "train x MMRec cpu"]
 
 
 def _r(x, n=2):
@@ -290,7 +294,7 @@ def result_row(r: dict) -> dict:
     ref = REFERENCE.get((r["dataset"], r["model"]), (None, None, None))
     return {
         "dataset": r["dataset"], "model": r["model"], "threads": r["threads"], "build s": _r(r["build_s"]),
-        "s/epoch": _r(r["epoch_s"]), "s/eval": _r(r["eval_s"]), "bare s": _r(r["bare_s"]),
+        "s/epoch": _r(r["epoch_s"]), "cpu s/epoch": _r(r.get("epoch_cpu_s")), "s/eval": _r(r["eval_s"]), "bare s": _r(r["bare_s"]),
         "x bare": _r(r["x_bare"]), "x bare cpu": _r(r.get("x_bare_cpu")), "eval cpu s": _r(r.get("eval_cpu_s")),
         "repr cpu s": _r(r.get("repr_cpu_s")), "rank cpu s": _r(r.get("rank_cpu_s")), "score dim": r.get("score_dim"),
         "bare cpu s own dim": _r(r.get("bare_own_cpu_s")), "x bare cpu own dim": _r(r.get("x_bare_own_cpu")),
@@ -298,6 +302,8 @@ def result_row(r: dict) -> dict:
         "peak GiB": _r(r["peak_rss_gib"]), "valid R@20": _r(r["valid_recall@20"], 4),
         "MMRec s/epoch": ref[0], "MMRec s/eval": ref[1], "MMRec GiB": ref[2],
         "peak / MMRec": _r(r["peak_rss_gib"] / ref[2]) if ref[2] else None,
+        "train x MMRec": _r(ref[0] / r["epoch_s"]) if ref[0] and r["epoch_s"] else None,
+        "train x MMRec cpu": _r(ref[0] / r["epoch_cpu_s"]) if ref[0] and r.get("epoch_cpu_s") else None,
     }
 
 
@@ -306,8 +312,8 @@ def _fmt(x, spec=".2f") -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'s/eval':>7} {'bare s':>7} "
-            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5}")
+    head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'cpu s/ep':>8} {'s/eval':>7} {'bare s':>7} "
+            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -315,10 +321,13 @@ def print_table(rows: list[dict]) -> None:
             print(f"{r['dataset']:8} {r['model']:9} error: {r['error']}")
             continue
         ref = REFERENCE.get((r["dataset"], r["model"]), (None, None, None))
+        ratio = [ref[0] / e if ref[0] and e else None for e in (r["epoch_s"], r.get("epoch_cpu_s"))]
         print(f"{r['dataset']:8} {r['model']:9} {r['threads']:>3} {r['build_s']:8.2f} {_fmt(r['epoch_s']):>8} "
+              f"{_fmt(r.get('epoch_cpu_s')):>8} "
               f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['x_bare_cpu']:5.2f} {r['repr_cpu_s']:6.2f} {r['rank_cpu_s']:6.2f} "
               f"{r['score_dim']:>4} {r['bare_own_cpu_s']:6.2f} {r['x_bare_own_cpu']:5.2f} {r['rank_x_bare_own_cpu']:6.2f} {r['peak_rss_gib']:8.2f} "
-              f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5}")
+              f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5} "
+              f"{_fmt(ratio[0]):>7} {_fmt(ratio[1]):>6}")
 
 
 def main() -> None:
