@@ -1,13 +1,18 @@
-"""LightGCN's epoch with the batch-rows propagation (the default) against the full propagation, A/B in
-one process.
+"""LightGCN's epoch on alternative propagation paths, A/B in one process.
 
 The model is built as ``cliper train`` builds it (packaged defaults, the runtime's allocator settings)
-and trained with the trainer's own ``train_epoch``; epochs alternate between the two paths (the full
-path: every node propagated through all layers, then the batch's rows selected), so both see the same
-machine load. Prints each epoch's wall and CPU seconds, the medians and their ratio, and the losses
-(the two paths are the same arithmetic: equal values, gradients equal up to float rounding).
+and trained with the trainer's own ``train_epoch``; epochs cycle through ``--paths``, so all see the
+same machine load:
 
-    python benchmarks/probe_rows_propagation.py --model lightgcn --pairs 3
+- ``rows``: the model as built (batch-rows propagation, the graph's own kernel);
+- ``mkl``: the same with the model's graphs switched to MKL's CSR product (``sparse_mm``, the kernel
+  before LightGCN's graph took ``kernel="bag"``);
+- ``full``: every node propagated through all layers, then the batch's rows selected.
+
+Prints each epoch's wall and CPU seconds, the medians and their ratios to the first path, and the
+losses (the paths are the same arithmetic: values equal up to float rounding between kernels).
+
+    python benchmarks/probe_rows_propagation.py --model lightgcn --pairs 3 --paths rows,mkl
 """
 
 from __future__ import annotations
@@ -37,9 +42,25 @@ def full_propagation():
         layers.propagate_rows = old
 
 
+@contextlib.contextmanager
+def mkl_kernel(model):
+    """Switch every :class:`SparseGraph` attribute of ``model`` to the ``mkl`` kernel."""
+    from cliper.graphs.adjacency import SparseGraph
+
+    graphs = [(g, g.kernel) for g in vars(model).values() if isinstance(g, SparseGraph)]
+    for g, _ in graphs:
+        g.kernel = "mkl"
+    try:
+        yield
+    finally:
+        for g, kernel in graphs:
+            g.kernel = kernel
+
+
 def main() -> None:
     ap = run_parser(__doc__)
-    ap.add_argument("--pairs", type=int, default=3, help="(rows, full) epoch pairs after one warm-up epoch")
+    ap.add_argument("--pairs", type=int, default=3, help="rounds of --paths epochs after one warm-up epoch")
+    ap.add_argument("--paths", default="rows,full", help="comma-separated: rows, mkl, full (the first is the base)")
     add_run_args(ap, dims=False)
     args = ap.parse_args()
 
@@ -49,27 +70,32 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    times: dict[str, list[float]] = {"rows": [], "full": []}
-    cpu: dict[str, list[float]] = {"rows": [], "full": []}
-    losses: dict[str, list[float]] = {"rows": [], "full": []}
+    paths = args.paths.split(",")
+    if not paths or any(p not in ("rows", "mkl", "full") for p in paths):
+        raise SystemExit(f"--paths takes rows, mkl, full; got {args.paths!r}")
+    times: dict[str, list[float]] = {p: [] for p in paths}
+    cpu: dict[str, list[float]] = {p: [] for p in paths}
+    losses: dict[str, list[float]] = {p: [] for p in paths}
     with random_run(args.dataset, args.model, overrides=args.override) as run:
         run.trainer.train_epoch(1)  # warm-up
         epoch = 1
-        for i in range(2 * args.pairs):
-            path = ("rows", "full")[i % 2]
+        for i in range(len(paths) * args.pairs):
+            path = paths[i % len(paths)]
             epoch += 1
-            with full_propagation() if path == "full" else contextlib.nullcontext():
+            ctx = {"full": full_propagation, "mkl": lambda: mkl_kernel(run.model)}.get(path, contextlib.nullcontext)
+            with ctx():
                 t, c = time.perf_counter(), time.process_time()
                 losses[path].append(run.trainer.train_epoch(epoch))
                 times[path].append(time.perf_counter() - t)
                 cpu[path].append(time.process_time() - c)
     med = {k: statistics.median(v) for k, v in times.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    base = paths[0]
     print(json.dumps({"model": args.model, "dataset": args.dataset, "threads": torch.get_num_threads(),
                       "epoch_s": times, "epoch_cpu_s": cpu, "median_s": med, "median_cpu_s": med_cpu,
-                      "full_over_rows": round(med["full"] / med["rows"], 3),
-                      "full_over_rows_cpu": round(med_cpu["full"] / med_cpu["rows"], 3), "losses": losses}))
-
+                      "over_" + base: {k: round(v / med[base], 3) for k, v in med.items()},
+                      "over_" + base + "_cpu": {k: round(v / med_cpu[base], 3) for k, v in med_cpu.items()},
+                      "losses": losses}))
 
 if __name__ == "__main__":
     main()

@@ -39,7 +39,7 @@ class LightGCN(Recommender):
         self.user_embedding = nn.Embedding(self.n_users, params.embedding_dim)
         self.item_embedding = nn.Embedding(self.n_items, params.embedding_dim)
         self.propagation = LightGCNPropagation(params.n_layers)
-        self.graph = bipartite_graph(ctx.train.matrix).to(ctx.device)
+        self.graph = bipartite_graph(ctx.train.matrix, kernel="bag").to(ctx.device)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
