@@ -4,15 +4,16 @@ The model is built as ``cliper train`` builds it (packaged defaults, the runtime
 and trained with the trainer's own ``train_epoch``; epochs cycle through ``--paths``, so all see the
 same machine load:
 
-- ``rows``: the model as built (batch-rows propagation, the graph's own kernel);
+- ``rows``: the model as built (batch-rows propagation by user and item halves, the graph's kernel);
 - ``mkl``: the same with the model's graphs switched to MKL's CSR product (``sparse_mm``, the kernel
   before LightGCN's graph took ``kernel="bag"``);
-- ``full``: every node propagated through all layers, then the batch's rows selected.
+- ``nodes``: the batch-rows propagation on the concatenated (users + items) table (LightGCN);
+- ``full``: every node propagated through all layers, then the batch's rows selected (LightGCN).
 
 Prints each epoch's wall and CPU seconds, the medians and their ratios to the first path, and the
 losses (the paths are the same arithmetic: values equal up to float rounding between kernels).
 
-    python benchmarks/probe_rows_propagation.py --model lightgcn --pairs 3 --paths rows,mkl
+    python benchmarks/probe_rows_propagation.py --model lightgcn --pairs 3 --paths rows,mkl,nodes
 """
 
 from __future__ import annotations
@@ -26,20 +27,32 @@ from random_run import add_run_args, random_run, run_parser
 
 
 @contextlib.contextmanager
-def full_propagation():
-    """Route ``LightGCNPropagation.rows`` through the full propagation and a row selection."""
+def lightgcn_path(path: str):
+    """Route LightGCN's ``propagate_bipartite_rows`` through the concatenated table: ``nodes`` by
+    :func:`propagate_rows` (the batch-rows path on one table), ``full`` by the full propagation and a
+    row selection."""
+    import torch
+
     from cliper.graphs import adjacency
-    from cliper.models import layers
+    from cliper.models import lightgcn
 
-    def full(graph, x, n_layers, rows, mean=False):
-        return adjacency.layer_sum(graph, x, n_layers, mean).index_select(0, rows), x.index_select(0, rows)
+    def on_nodes(graph, x_u, x_i, n_layers, users, items, mean=False):
+        nu = graph.n_users
+        rows = torch.cat([users, items + nu])
+        x = torch.cat([x_u, x_i])
+        if path == "full":
+            out, x_rows = adjacency.layer_sum(graph, x, n_layers, mean).index_select(0, rows), x.index_select(0, rows)
+        else:
+            out, x_rows = adjacency.propagate_rows(graph, x, n_layers, rows, mean)
+        k = users.numel()
+        return out[:k], out[k:], x_rows[:k], x_rows[k:]
 
-    old = layers.propagate_rows
-    layers.propagate_rows = full
+    old = lightgcn.propagate_bipartite_rows
+    lightgcn.propagate_bipartite_rows = on_nodes
     try:
         yield
     finally:
-        layers.propagate_rows = old
+        lightgcn.propagate_bipartite_rows = old
 
 
 @contextlib.contextmanager
@@ -60,7 +73,7 @@ def mkl_kernel(model):
 def main() -> None:
     ap = run_parser(__doc__)
     ap.add_argument("--pairs", type=int, default=3, help="rounds of --paths epochs after one warm-up epoch")
-    ap.add_argument("--paths", default="rows,full", help="comma-separated: rows, mkl, full (the first is the base)")
+    ap.add_argument("--paths", default="rows,mkl", help="comma-separated: rows, mkl, nodes, full (the first is the base)")
     add_run_args(ap, dims=False)
     args = ap.parse_args()
 
@@ -71,8 +84,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     paths = args.paths.split(",")
-    if not paths or any(p not in ("rows", "mkl", "full") for p in paths):
-        raise SystemExit(f"--paths takes rows, mkl, full; got {args.paths!r}")
+    if any(p not in ("rows", "mkl", "nodes", "full") for p in paths):
+        raise SystemExit(f"--paths takes rows, mkl, nodes, full; got {args.paths!r}")
     times: dict[str, list[float]] = {p: [] for p in paths}
     cpu: dict[str, list[float]] = {p: [] for p in paths}
     losses: dict[str, list[float]] = {p: [] for p in paths}
@@ -82,7 +95,8 @@ def main() -> None:
         for i in range(len(paths) * args.pairs):
             path = paths[i % len(paths)]
             epoch += 1
-            ctx = {"full": full_propagation, "mkl": lambda: mkl_kernel(run.model)}.get(path, contextlib.nullcontext)
+            ctx = {"full": lambda: lightgcn_path("full"), "nodes": lambda: lightgcn_path("nodes"),
+                   "mkl": lambda: mkl_kernel(run.model)}.get(path, contextlib.nullcontext)
             with ctx():
                 t, c = time.perf_counter(), time.process_time()
                 losses[path].append(run.trainer.train_epoch(epoch))

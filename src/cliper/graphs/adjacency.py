@@ -68,7 +68,9 @@ def bag_mm(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     rounding only (about 4e-7 on the Baby graph).
     """
     vector = x.dim() == 1
-    x2 = (x.unsqueeze(1) if vector else x).to(a.dtype).contiguous()
+    # detached: an input that requires grad (an autograd Function's input keeps the flag) would send
+    # embedding_bag down its training path, which also builds the backward's index maps (1.8x slower)
+    x2 = (x.unsqueeze(1) if vector else x).detach().to(a.dtype).contiguous()
     with torch.autocast(x2.device.type, enabled=False):
         # torch.embedding_bag, not F.embedding_bag: the same op without its Python-side checks
         out = torch.embedding_bag(x2, a.col_indices(), a.crow_indices(), False, 0, False, a.values(), True)[0]
@@ -127,7 +129,7 @@ class SparseGraph:
 
     def __deepcopy__(self, memo: dict) -> "SparseGraph":
         # torch cannot deepcopy a CSR tensor (no storage access); a clone of each part is the copy
-        new = object.__new__(SparseGraph)
+        new = object.__new__(type(self))
         new.shape, new.nnz, new.kernel = self.shape, self.nnz, self.kernel
         new.matrix = self.matrix.clone()
         new.matrix_t = new.matrix if self.matrix_t is self.matrix else self.matrix_t.clone()
@@ -283,6 +285,134 @@ def layer_sum(graph, x: torch.Tensor, n_layers: int, mean: bool = False) -> torc
         return _LayerSum.apply(x, graph, n_layers, mean)
     total = _layer_sum(graph.mm, graph.matrix, x, n_layers)
     return total.div_(n_layers + 1) if mean else total
+
+
+class BipartiteGraph(SparseGraph):
+    """The graph of :func:`normalized_bipartite` that also multiplies the user and item halves of an
+    embedding table in place, without concatenating them.
+
+    A = [[0, R], [R^T, 0]] (R the normalised user-item block), so A [x_u; x_i] = [R x_i; R^T x_u]:
+    ``users_part`` is A's user rows with their column indices made item indices (``- n_users``),
+    ``items_part`` its item rows (indices into the user table). A product by the halves reads the same
+    non-zeros in the same order as the whole matrix's product, so with the ``bag`` kernel it equals
+    that product's rows bit for bit.
+    """
+
+    def __init__(self, train: sp.csr_matrix, kernel: str = "mkl"):
+        super().__init__(normalized_bipartite(train), symmetric=True, kernel=kernel)
+        self.n_users = int(train.shape[0])
+        self._split()
+
+    def _split(self) -> None:
+        crow, col, val = self.matrix.crow_indices(), self.matrix.col_indices(), self.matrix.values()
+        nu, ni = self.n_users, self.shape[0] - self.n_users
+        cut = int(crow[nu])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self.users_part = torch.sparse_csr_tensor(crow[: nu + 1], col[:cut] - nu, val[:cut], size=(nu, ni))
+            self.items_part = torch.sparse_csr_tensor(crow[nu:] - cut, col[cut:], val[cut:], size=(ni, nu))
+
+    def row_blocks(self, users: torch.Tensor, items: torch.Tensor, transpose: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """CSR tensors of ``R[users]`` (item indices), ``R^T[items]`` (user indices) and, with ``transpose``,
+        ``A[rows]^T`` ([N, len(rows)], rows = users then items + n_users); one scipy slice of A."""
+        nu = self.n_users
+        block, block_t = self.row_block(torch.cat([users, items + nu]), transpose)
+        crow, col, val = block.crow_indices(), block.col_indices(), block.values()
+        k = users.numel()
+        cut = int(crow[k])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            of_users = torch.sparse_csr_tensor(crow[: k + 1], col[:cut] - nu, val[:cut],
+                                               size=(k, self.shape[0] - nu))
+            of_items = torch.sparse_csr_tensor(crow[k:] - cut, col[cut:], val[cut:], size=(items.numel(), nu))
+        return of_users, of_items, block_t
+
+    def to(self, device: torch.device | str) -> "BipartiteGraph":
+        super().to(device)
+        self._split()
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "BipartiteGraph":
+        new = super().__deepcopy__(memo)
+        new.n_users = self.n_users
+        new._split()
+        return new
+
+
+def _bipartite_rows(graph: BipartiteGraph, x_u: torch.Tensor, x_i: torch.Tensor, n_layers: int,
+                    users: torch.Tensor, items: torch.Tensor, of_users: torch.Tensor, of_items: torch.Tensor):
+    """:func:`_layer_sum_rows` by halves: layers 1..L-1 in full, the last for the rows' blocks."""
+    mm = graph.mm
+    xu_rows, xi_rows = x_u.index_select(0, users), x_i.index_select(0, items)
+    out_u, out_i, layer_u, layer_i = xu_rows, xi_rows, x_u, x_i
+    for k in range(n_layers):
+        if k == n_layers - 1:
+            term_u, term_i = mm(of_users, layer_i), mm(of_items, layer_u)
+        else:
+            layer_u, layer_i = mm(graph.users_part, layer_i), mm(graph.items_part, layer_u)
+            term_u, term_i = layer_u.index_select(0, users), layer_i.index_select(0, items)
+        out_u = out_u + term_u if k == 0 else out_u.add_(term_u)
+        out_i = out_i + term_i if k == 0 else out_i.add_(term_i)
+    return out_u, out_i, xu_rows, xi_rows
+
+
+class _BipartiteRows(torch.autograd.Function):
+    """:class:`_LayerSumRows` on a :class:`BipartiteGraph` whose input comes as (user, item) halves:
+    the same products and adds, each split at the user/item boundary, so values and gradients equal
+    :class:`_LayerSumRows`' on the concatenated table bit for bit (``bag`` kernel), and the user and
+    item gradients come out as two tensors (no concatenated table, no full-size copy)."""
+
+    @staticmethod
+    def forward(ctx, x_u, x_i, graph: BipartiteGraph, n_layers: int, users, items, mean: bool):  # type: ignore[override]
+        of_users, of_items, block_t = graph.row_blocks(users, items, transpose=True)
+        ctx.graph, ctx.block_t, ctx.n_layers, ctx.mean = graph, block_t, n_layers, mean
+        ctx.save_for_backward(users, items)
+        out_u, out_i, xu_rows, xi_rows = _bipartite_rows(graph, x_u, x_i, n_layers, users, items, of_users, of_items)
+        if mean:
+            out_u.div_(n_layers + 1)
+            out_i.div_(n_layers + 1)
+        return out_u, out_i, xu_rows, xi_rows
+
+    @staticmethod
+    def backward(ctx, grad_u, grad_i, grad_xu_rows, grad_xi_rows):  # type: ignore[override]
+        users, items = ctx.saved_tensors
+        graph, mm, scale = ctx.graph, ctx.graph.mm, ctx.n_layers + 1
+        g_u = grad_u / scale if ctx.mean else grad_u.contiguous()
+        g_i = grad_i / scale if ctx.mean else grad_i.contiguous()
+        h = mm(ctx.block_t, torch.cat([g_u, g_i]))  # A^T s: the rows' non-zeros only
+        h_u, h_i = h[: graph.n_users], h[graph.n_users :]
+        h_u.index_add_(0, users, g_u)
+        h_i.index_add_(0, items, g_i)
+        for _ in range(ctx.n_layers - 1):
+            h_u, h_i = mm(graph.users_part, h_i), mm(graph.items_part, h_u)  # A symmetric: A^T = A
+            h_u.index_add_(0, users, g_u)
+            h_i.index_add_(0, items, g_i)
+        h_u.index_add_(0, users, grad_xu_rows)
+        h_i.index_add_(0, items, grad_xi_rows)
+        return h_u, h_i, None, None, None, None, None
+
+
+def propagate_bipartite_rows(graph: BipartiteGraph, x_u: torch.Tensor, x_i: torch.Tensor, n_layers: int,
+                             users: torch.Tensor, items: torch.Tensor, mean: bool = False):
+    """``(P[users], P[n_users + items], x_u[users], x_i[items])`` for ``P = layer_sum(graph, cat(x_u, x_i),
+    n_layers, mean)``: :func:`propagate_rows` for a table kept as user and item halves (LightGCN's two
+    embedding tables), without their concatenation. ``users`` and ``items`` (item indices) sorted and
+    distinct are cheapest. ``n_layers == 0`` and a graph off the CPU take the full path."""
+    if n_layers == 0 or graph.matrix.device.type != "cpu":
+        full = layer_sum(graph, torch.cat([x_u, x_i]), n_layers, mean)
+        return (full[: graph.n_users].index_select(0, users), full[graph.n_users :].index_select(0, items),
+                x_u.index_select(0, users), x_i.index_select(0, items))
+    with torch.autocast(x_u.device.type, enabled=False):
+        x_u, x_i = x_u.to(graph.matrix.dtype), x_i.to(graph.matrix.dtype)
+        if torch.is_grad_enabled() and (x_u.requires_grad or x_i.requires_grad):
+            return _BipartiteRows.apply(x_u, x_i, graph, n_layers, users, items, mean)
+        of_users, of_items, _ = graph.row_blocks(users, items)
+        out_u, out_i, xu_rows, xi_rows = _bipartite_rows(graph, x_u, x_i, n_layers, users, items, of_users, of_items)
+        if mean:
+            out_u.div_(n_layers + 1)
+            out_i.div_(n_layers + 1)
+        return out_u, out_i, xu_rows, xi_rows
 
 
 def normalized_bipartite(train: sp.csr_matrix, add_self_loops: bool = False) -> sp.csr_matrix:
