@@ -211,8 +211,8 @@ class _LayerSumRows(torch.autograd.Function):
     the rows scattered into s (zero elsewhere): ``A^T s`` is ``A[rows]^T g`` (the block's
     transpose: the rows' non-zeros only), then the full Horner steps h = A^T h + s, where ``+ s``
     is an ``index_add_`` of g into the rows (no full-size s, no full-size add); the gradient of
-    the input rows (a penalty on the layer-0 embeddings) is added to h's rows at the end, so it
-    needs no buffer of its own. The values equal :class:`_LayerSum` followed by ``index_select``
+    the input rows (a penalty on the layer-0 embeddings) is added to the last step's g, so it
+    needs no buffer or pass of its own. The values equal :class:`_LayerSum` followed by ``index_select``
     bit for bit (the same rows of the same kernel); the gradients sum the same terms, which the
     full product interleaves with exact zeros, so they agree up to float rounding (the kernel's
     accumulation order; about 1e-7 in the tests).
@@ -236,12 +236,13 @@ class _LayerSumRows(torch.autograd.Function):
             g = grad / (ctx.n_layers + 1) if ctx.mean else grad.contiguous()
             mm = ctx.graph.mm
             h = mm(ctx.block_t, g)
-            h.index_add_(0, rows, g)  # + s; sums repeated rows, as the full path's index_select backward does
             for _ in range(ctx.n_layers - 1):
+                h.index_add_(0, rows, g)  # + s; sums repeated rows, as the full path's index_select backward does
                 h = mm(ctx.graph.matrix_t, h)
-                h.index_add_(0, rows, g)
-        if grad_x_rows is not None:
-            h.index_add_(0, rows, grad_x_rows)
+            # the last + s and the input rows' gradient in one pass: h + (g + grad_x_rows)
+            h.index_add_(0, rows, g if grad_x_rows is None else g + grad_x_rows)
+            return h, None, None, None, None
+        h.index_add_(0, rows, grad_x_rows)
         return h, None, None, None, None
 
 
@@ -382,14 +383,12 @@ class _BipartiteRows(torch.autograd.Function):
         g_i = grad_i / scale if ctx.mean else grad_i.contiguous()
         h = mm(ctx.block_t, torch.cat([g_u, g_i]))  # A^T s: the rows' non-zeros only
         h_u, h_i = h[: graph.n_users], h[graph.n_users :]
-        h_u.index_add_(0, users, g_u)
-        h_i.index_add_(0, items, g_i)
         for _ in range(ctx.n_layers - 1):
-            h_u, h_i = mm(graph.users_part, h_i), mm(graph.items_part, h_u)  # A symmetric: A^T = A
             h_u.index_add_(0, users, g_u)
             h_i.index_add_(0, items, g_i)
-        h_u.index_add_(0, users, grad_xu_rows)
-        h_i.index_add_(0, items, grad_xi_rows)
+            h_u, h_i = mm(graph.users_part, h_i), mm(graph.items_part, h_u)  # A symmetric: A^T = A
+        h_u.index_add_(0, users, g_u + grad_xu_rows)
+        h_i.index_add_(0, items, g_i + grad_xi_rows)
         return h_u, h_i, None, None, None, None, None
 
 
