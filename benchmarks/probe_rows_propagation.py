@@ -8,7 +8,8 @@ same machine load:
 - ``mkl``: the same with the model's graphs switched to MKL's CSR product (``sparse_mm``, the kernel
   before LightGCN's graph took ``kernel="bag"``);
 - ``nodes``: the batch-rows propagation on the concatenated (users + items) table (LightGCN);
-- ``full``: every node propagated through all layers, then the batch's rows selected (LightGCN).
+- ``full``: every node propagated through all layers, then the batch's rows selected (LightGCN);
+- ``plain``: LightGCN's fused batch loss replaced by the plain autograd expression.
 
 Prints each epoch's wall and CPU seconds, the medians and their ratios to the first path, and the
 losses (the paths are the same arithmetic: values equal up to float rounding between kernels).
@@ -56,6 +57,27 @@ def lightgcn_path(path: str):
 
 
 @contextlib.contextmanager
+def plain_loss():
+    """Route LightGCN's fused batch loss through the plain expression: BPR and ``l2_penalty`` on gathered rows."""
+    from cliper.models import lightgcn
+    from cliper.models.layers import bpr_loss, l2_penalty
+
+    def plain(out_u, out_i, ego_u, ego_i, where_u, where_i, form, reg_weight):
+        b = where_u.numel()
+        u = out_u.index_select(0, where_u)
+        p, n = out_i.index_select(0, where_i).split(b)
+        reg = l2_penalty(form, ego_u.index_select(0, where_u), *ego_i.index_select(0, where_i).split(b))
+        return bpr_loss((u * p).sum(1), (u * n).sum(1)) + reg_weight * reg
+
+    old = lightgcn._RowsLoss.apply
+    lightgcn._RowsLoss.apply = plain
+    try:
+        yield
+    finally:
+        lightgcn._RowsLoss.apply = old
+
+
+@contextlib.contextmanager
 def mkl_kernel(model):
     """Switch every :class:`SparseGraph` attribute of ``model`` to the ``mkl`` kernel."""
     from cliper.graphs.adjacency import SparseGraph
@@ -73,7 +95,7 @@ def mkl_kernel(model):
 def main() -> None:
     ap = run_parser(__doc__)
     ap.add_argument("--pairs", type=int, default=3, help="rounds of --paths epochs after one warm-up epoch")
-    ap.add_argument("--paths", default="rows,mkl", help="comma-separated: rows, mkl, nodes, full (the first is the base)")
+    ap.add_argument("--paths", default="rows,mkl", help="comma-separated: rows, mkl, nodes, full, plain (the first is the base)")
     add_run_args(ap, dims=False)
     args = ap.parse_args()
 
@@ -84,8 +106,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     paths = args.paths.split(",")
-    if any(p not in ("rows", "mkl", "nodes", "full") for p in paths):
-        raise SystemExit(f"--paths takes rows, mkl, nodes, full; got {args.paths!r}")
+    if any(p not in ("rows", "mkl", "nodes", "full", "plain") for p in paths):
+        raise SystemExit(f"--paths takes rows, mkl, nodes, full, plain; got {args.paths!r}")
     times: dict[str, list[float]] = {p: [] for p in paths}
     cpu: dict[str, list[float]] = {p: [] for p in paths}
     losses: dict[str, list[float]] = {p: [] for p in paths}
@@ -96,7 +118,7 @@ def main() -> None:
             path = paths[i % len(paths)]
             epoch += 1
             ctx = {"full": lambda: lightgcn_path("full"), "nodes": lambda: lightgcn_path("nodes"),
-                   "mkl": lambda: mkl_kernel(run.model)}.get(path, contextlib.nullcontext)
+                   "mkl": lambda: mkl_kernel(run.model), "plain": plain_loss}.get(path, contextlib.nullcontext)
             with ctx():
                 t, c = time.perf_counter(), time.process_time()
                 losses[path].append(run.trainer.train_epoch(epoch))
