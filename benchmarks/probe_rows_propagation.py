@@ -9,7 +9,9 @@ same machine load:
   before LightGCN's graph took ``kernel="bag"``);
 - ``nodes``: the batch-rows propagation on the concatenated (users + items) table (LightGCN);
 - ``full``: every node propagated through all layers, then the batch's rows selected (LightGCN);
-- ``plain``: LightGCN's fused batch loss replaced by the plain autograd expression.
+- ``plain``: LightGCN's fused batch loss replaced by the plain autograd expression;
+- ``before``: ``mkl``, ``nodes`` and ``plain`` together (LightGCN's step before the embedding_bag kernel,
+  the halves and the fused loss; only the rows backward's cheaper ``+ s`` stays, which is bitwise the same).
 
 Prints each epoch's wall and CPU seconds, the medians and their ratios to the first path, and the
 losses (the paths are the same arithmetic: values equal up to float rounding between kernels).
@@ -92,10 +94,16 @@ def mkl_kernel(model):
             g.kernel = kernel
 
 
+@contextlib.contextmanager
+def before(model):
+    with mkl_kernel(model), lightgcn_path("nodes"), plain_loss():
+        yield
+
+
 def main() -> None:
     ap = run_parser(__doc__)
     ap.add_argument("--pairs", type=int, default=3, help="rounds of --paths epochs after one warm-up epoch")
-    ap.add_argument("--paths", default="rows,mkl", help="comma-separated: rows, mkl, nodes, full, plain (the first is the base)")
+    ap.add_argument("--paths", default="rows,mkl", help="comma-separated: rows, mkl, nodes, full, plain, before (the first is the base)")
     add_run_args(ap, dims=False)
     args = ap.parse_args()
 
@@ -106,8 +114,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     paths = args.paths.split(",")
-    if any(p not in ("rows", "mkl", "nodes", "full", "plain") for p in paths):
-        raise SystemExit(f"--paths takes rows, mkl, nodes, full, plain; got {args.paths!r}")
+    if any(p not in ("rows", "mkl", "nodes", "full", "plain", "before") for p in paths):
+        raise SystemExit(f"--paths takes rows, mkl, nodes, full, plain, before; got {args.paths!r}")
     times: dict[str, list[float]] = {p: [] for p in paths}
     cpu: dict[str, list[float]] = {p: [] for p in paths}
     losses: dict[str, list[float]] = {p: [] for p in paths}
@@ -118,7 +126,8 @@ def main() -> None:
             path = paths[i % len(paths)]
             epoch += 1
             ctx = {"full": lambda: lightgcn_path("full"), "nodes": lambda: lightgcn_path("nodes"),
-                   "mkl": lambda: mkl_kernel(run.model), "plain": plain_loss}.get(path, contextlib.nullcontext)
+                   "mkl": lambda: mkl_kernel(run.model), "plain": plain_loss,
+                   "before": lambda: before(run.model)}.get(path, contextlib.nullcontext)
             with ctx():
                 t, c = time.perf_counter(), time.process_time()
                 losses[path].append(run.trainer.train_epoch(epoch))
