@@ -7,7 +7,10 @@ dot-product scores, BPR loss with L2 on the batch's layer-0 embeddings (Eq. 15).
 
 Differences from MMRec's LightGCN (table on docs/backbones/lightgcn.md): none in behaviour at the
 defaults (L2 ``reg_form: norm`` = its EmbLoss, xavier_uniform init, its grid); ``logsigmoid``
-replaces ``log(1e-10 + sigmoid)``. ``reg_form: squared`` gives the paper's Eq. 15 form.
+replaces ``log(1e-10 + sigmoid)``. ``reg_form: squared`` gives the paper's Eq. 15 form. Speed
+choices that change only float rounding (same maths): the graph products run as ``embedding_bag``
+(FBGEMM) instead of MKL's CSR kernel, and the batch loss is one node whose penalty sums over the
+distinct rows (``_RowsLoss``).
 """
 
 from __future__ import annotations
