@@ -176,7 +176,7 @@ class _LayerSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, graph: "SparseGraph", n_layers: int, mean: bool):  # type: ignore[override]
-        ctx.graph, ctx.n_layers, ctx.mean = graph, n_layers, mean
+        ctx.graph, ctx.mm, ctx.n_layers, ctx.mean = graph, graph.mm, n_layers, mean  # the forward's kernel
         total = _layer_sum(graph.mm, graph.matrix, x, n_layers)
         return total.div_(n_layers + 1) if mean else total
 
@@ -185,7 +185,7 @@ class _LayerSum(torch.autograd.Function):
         g = grad / (ctx.n_layers + 1) if ctx.mean else grad.contiguous()
         h = g
         for _ in range(ctx.n_layers):
-            h = ctx.graph.mm(ctx.graph.matrix_t, h)
+            h = ctx.mm(ctx.graph.matrix_t, h)
             h += g
         return h, None, None, None
 
@@ -222,6 +222,7 @@ class _LayerSumRows(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, graph: "SparseGraph", n_layers: int, rows: torch.Tensor, mean: bool):  # type: ignore[override]
         block, block_t = graph.row_block(rows, transpose=True)
         ctx.graph, ctx.block_t, ctx.n_layers, ctx.mean, ctx.shape = graph, block_t, n_layers, mean, x.shape
+        ctx.mm = graph.mm
         ctx.save_for_backward(rows)
         ctx.set_materialize_grads(False)
         out, x_rows = _layer_sum_rows(graph, x, n_layers, rows, block)
@@ -234,7 +235,7 @@ class _LayerSumRows(torch.autograd.Function):
             h = grad_x_rows.new_zeros(ctx.shape)
         else:
             g = grad / (ctx.n_layers + 1) if ctx.mean else grad.contiguous()
-            mm = ctx.graph.mm
+            mm = ctx.mm
             h = mm(ctx.block_t, g)
             for _ in range(ctx.n_layers - 1):
                 h.index_add_(0, rows, g)  # + s; sums repeated rows, as the full path's index_select backward does
@@ -367,7 +368,7 @@ class _BipartiteRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_u, x_i, graph: BipartiteGraph, n_layers: int, users, items, mean: bool):  # type: ignore[override]
         of_users, of_items, block_t = graph.row_blocks(users, items, transpose=True)
-        ctx.graph, ctx.block_t, ctx.n_layers, ctx.mean = graph, block_t, n_layers, mean
+        ctx.graph, ctx.mm, ctx.block_t, ctx.n_layers, ctx.mean = graph, graph.mm, block_t, n_layers, mean
         ctx.save_for_backward(users, items)
         out_u, out_i, xu_rows, xi_rows = _bipartite_rows(graph, x_u, x_i, n_layers, users, items, of_users, of_items)
         if mean:
@@ -378,7 +379,7 @@ class _BipartiteRows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_u, grad_i, grad_xu_rows, grad_xi_rows):  # type: ignore[override]
         users, items = ctx.saved_tensors
-        graph, mm, scale = ctx.graph, ctx.graph.mm, ctx.n_layers + 1
+        graph, mm, scale = ctx.graph, ctx.mm, ctx.n_layers + 1
         g_u = grad_u / scale if ctx.mean else grad_u.contiguous()
         g_i = grad_i / scale if ctx.mean else grad_i.contiguous()
         h = mm(ctx.block_t, torch.cat([g_u, g_i]))  # A^T s: the rows' non-zeros only

@@ -120,9 +120,9 @@ class LightGCN(Recommender):
         # those rows (a quarter of the graph's non-zeros on Baby), and the two embedding tables are
         # propagated as the graph's user and item halves, without their concatenation
         # (adjacency.propagate_bipartite_rows): the values of propagating all nodes and selecting, the
-        # gradients up to float rounding. The L2 penalty reads the same rows' layer-0 embeddings (the
-        # values of the three embedding lookups, without their full-table gradient buffers); the
-        # index_select backward sums repeated rows in a fixed order, so seeded runs repeat bit for bit
+        # gradients up to float rounding. BPR and the L2 penalty on the same rows' layer-0 embeddings
+        # are one node (_RowsLoss) whose backward sums repeated rows by index_add_ in a fixed order, so
+        # seeded runs repeat bit for bit
         b = batch.users.shape[0]
         users, where_u = torch.unique(batch.users, return_inverse=True)
         items, where_i = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
