@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cliper.graphs.adjacency import layer_sum, propagate_rows
+from cliper.graphs.adjacency import layer_sum
 
 
 class LightGCNPropagation(nn.Module):
@@ -24,11 +24,6 @@ class LightGCNPropagation(nn.Module):
     def forward(self, adjacency, embeddings: torch.Tensor) -> torch.Tensor:
         # one autograd node for all layers (cliper.graphs.adjacency.layer_sum): same values
         return layer_sum(adjacency, embeddings, self.n_layers, mean=True)
-
-    def rows(self, adjacency, embeddings: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(propagated, layer-0) embeddings of ``rows`` only (sorted, distinct: a training batch's
-        nodes); the last layer is taken for those rows alone (adjacency.propagate_rows)."""
-        return propagate_rows(adjacency, embeddings, self.n_layers, rows, mean=True)
 
     def extra_repr(self) -> str:
         return f"n_layers={self.n_layers}"
