@@ -61,6 +61,21 @@ SECTIONS = {
     "models_issue13_clothing": ("Peak memory on a Clothing-sized graph (synthetic)",
                                 "python benchmarks/bench_models.py --models lightgcn,bpr --datasets clothing "
                                 "--epochs 1 --evals 1 --name models_issue13_clothing"),
+    "models_issue13_r3_baby": ("Every backbone on Baby after the third round (oneDNN fp32 products, embedding_bag "
+                               "graph products for LightGCN and DualGNN, LightGCN's fused batch loss); LATTICE in "
+                               "the next table; another engineer's tests ran on the other core",
+                               "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,bm3,slmrec,"
+                               "dualgnn,mmgcn,grcn,mgcn,lgmrec,dragon,smore --datasets baby --epochs 1 --evals 1 "
+                               "--threads 1 --timeout 1200 --name models_issue13_r3_baby"),
+    "models_issue13_r3_lattice": ("LATTICE on Baby and Sports after the third round (tiled exact kNN search, the "
+                                  "first batch reusing the last pass's search)",
+                                  "python benchmarks/bench_models.py --models lattice --datasets baby,sports --epochs 1 "
+                                  "--evals 1 --threads 1 --timeout 1200 --name models_issue13_r3_lattice"),
+    "models_issue13_r3_sports": ("The backbones with MMRec figures on Sports, third round (MMRec's Sports times are "
+                                 "not known here: cliper's own figures; another engineer's tests ran on the other core)",
+                                 "python benchmarks/bench_models.py --models lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn "
+                                 "--datasets sports --epochs 1 --evals 1 --threads 1 --timeout 1200 "
+                                 "--name models_issue13_r3_sports"),
     "precision": ("bf16 autocast against fp32 at an equal epoch budget (random features)",
                   "python benchmarks/bench_precision.py --models vbpr --epochs 3 --seeds 1,2"),
     "precision_mmgcn": ("bf16 autocast against fp32, MMGCN (random features)",
