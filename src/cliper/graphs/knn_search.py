@@ -58,6 +58,8 @@ FAISS_HINT = "install the faiss extra: pip install 'cliper[faiss]' (faiss-cpu; f
 
 # Keep a chunk's similarity block near this many floats (64 MiB) unless told otherwise.
 _BLOCK_FLOATS = 1 << 24
+_TILE_FLOATS = 1 << 18  # exact search: similarity tile of ~1 MiB (default_chunk_size)
+_MIN_TILE_ROWS = 16
 _QUERY_CHUNK = 16384  # faiss queries per search call
 _RESCORE_FLOATS = 1 << 24  # float64 elements gathered per re-scoring chunk (128 MiB)
 
@@ -160,8 +162,10 @@ def as_float_tensor(features) -> torch.Tensor:
 
 
 def default_chunk_size(n_items: int) -> int:
-    """Rows per chunk so that a ``chunk x N`` float block stays near 64 MiB."""
-    return int(max(1, min(n_items, _BLOCK_FLOATS // max(n_items, 1))))
+    """Rows per similarity tile of the exact search: a ``chunk x N`` float tile of ~1 MiB stays in
+    a core's L2 cache (2 MiB here) from the product to the selection; at least 16 rows so that
+    the product stays a matrix product on large catalogues."""
+    return int(max(1, min(n_items, max(_MIN_TILE_ROWS, _TILE_FLOATS // max(n_items, 1)))))
 
 
 def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
@@ -170,18 +174,63 @@ def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
 
 
 # -- candidates ------------------------------------------------------------------------
+GROUP = 16  # columns per group of the pre-selection in :func:`_top_columns`
+
+
+def _top_columns(tile: torch.Tensor, m: int) -> torch.Tensor:
+    """Columns of the ``m`` largest values of each row of ``tile``; ties at the m-th keep the smaller index.
+
+    Exact pre-selection instead of one ``topk`` over the whole row (~2 ns per value at one
+    thread): the columns are split into ``GROUP`` strided slices, whose element-wise maximum
+    (vectorised) gives per group of columns {c, c + G, c + 2G, ...} its maximum. The m best
+    values lie in the m groups with the largest maxima (m groups each hold a value >= any
+    value outside them), so only those m * GROUP values (and the < GROUP tail columns) go to
+    ``topk``. A row is unambiguous when exactly m of its values are >= its m-th best and no
+    group left out reaches it; other rows (exact float32 ties at the boundary, NaN) are
+    settled by a stable sort of the whole row, so ties keep the smaller index.
+    """
+    nr, n = tile.shape
+    g = n // GROUP
+    if g < 2 * (m + 1):  # small catalogue: the plain selection is as cheap
+        cols, vals, outside = None, tile, None
+    else:
+        body = g * GROUP
+        gmax = tile[:, :body].unflatten(1, (GROUP, g)).amax(1)  # [nr, g]: max of columns c + g * j
+        top_v, top_g = torch.topk(gmax, m + 1, dim=1)
+        cols = (top_g[:, :m, None] + g * torch.arange(GROUP, device=tile.device)).flatten(1)
+        if body < n:
+            cols = torch.cat([cols, torch.arange(body, n, device=tile.device).expand(nr, -1)], 1)
+        vals = tile.gather(1, cols)
+        outside = top_v[:, m]  # the largest value of any group left out
+    best_v, best_j = torch.topk(vals, m, dim=1)
+    thr = best_v[:, m - 1 : m]
+    ambiguous = (vals >= thr).sum(1) != m  # a tie at the m-th value, or NaN
+    if outside is not None:
+        ambiguous |= ~(outside < thr[:, 0])
+    out = best_j if cols is None else cols.gather(1, best_j)
+    if ambiguous.any():
+        amb = ambiguous.nonzero().squeeze(1)
+        out[amb] = torch.sort(tile[amb], dim=1, descending=True, stable=True).indices[:, :m]
+    return out
+
+
 @torch.no_grad()
 def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m: int, chunk: int) -> torch.Tensor:
-    """The ``m`` most similar OTHER items of each of ``rows`` (exact, chunked)."""
+    """The ``m`` most similar OTHER items of each of ``rows`` (exact, in tiles of ``chunk`` rows).
+
+    Each tile is ``x_rows @ (x / |x|)^T``: a row's own norm is a positive factor that does not
+    change its order, so it is left out (one pass less over the tile). Tiles of the default
+    size stay in a core's L2 cache between the product and the selection (:func:`_top_columns`).
+    Candidates are float32; :func:`finalize` re-scores them in float64.
+    """
+    xs = x * inv[:, None]
     out = torch.empty(rows.numel(), m, dtype=torch.int64, device=x.device)
     for start in range(0, rows.numel(), chunk):
         r = rows[start:start + chunk]
-        block = x[r] @ x.T
-        block *= inv[r, None]
-        block *= inv[None, :]
-        block[torch.arange(r.numel(), device=x.device), r] = -torch.inf  # self is handled outside
-        out[start:start + r.numel()] = torch.topk(block, m, dim=1).indices
-        del block
+        tile = x.index_select(0, r) @ xs.T
+        tile[torch.arange(r.numel(), device=x.device), r] = -torch.inf  # self is handled outside
+        out[start:start + r.numel()] = _top_columns(tile, m)
+        del tile
     return out
 
 
