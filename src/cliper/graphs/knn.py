@@ -39,7 +39,7 @@ __all__ = ["KnnGraphCache", "KnnSearch", "cached_knn_graph", "default_chunk_size
 log = logging.getLogger(__name__)
 
 Normalization = Literal["sym", "none"]
-CACHE_VERSION = 2  # 2: float64 re-scoring, index-ordered ties, search backend in the key; bump when the construction changes, so old cache files are never reused
+CACHE_VERSION = 3  # 2: float64 re-scoring, index-ordered ties, search backend in the key; 3: float32 ties at the candidate boundary keep the smaller index (zero rows, duplicates); bump when the construction changes, so old cache files are never reused
 
 
 _as_float_tensor = as_float_tensor
