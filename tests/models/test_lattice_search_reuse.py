@@ -64,9 +64,9 @@ def test_optimiser_step_forces_a_fresh_search(searches):
     model = C.build(NAME)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     _eval_pass(model)
-    _first_batch_loss(model).backward()
+    _first_batch_loss(model).backward()  # reuses the pass's search
     opt.step()
-    _eval_pass(model)
+    _first_batch_loss(model, seed=1)  # the next epoch's rebuild with other weights: searches
     assert len(searches) == 4 and model.search_reuses == 2
 
 
@@ -85,3 +85,11 @@ def test_any_change_of_the_projected_features_forces_a_fresh_search(searches, ed
     _first_batch_loss(model)
     changed = {"data": 1, "residual": 1, "load_state_dict": 2}[edit]
     assert len(searches) == 2 + changed and model.search_reuses == 2 - changed
+
+
+def test_evaluation_passes_always_search(searches):
+    """A pass costs what it costs after a training epoch: two passes with the same weights both search."""
+    model = C.build(NAME)
+    _eval_pass(model)
+    _eval_pass(model)
+    assert len(searches) == 4 and model.search_reuses == 0

@@ -190,12 +190,17 @@ class LATTICE(Recommender):
         return F.normalize(project(x, lin.weight, lin.bias), dim=1)
 
     def _neighbours(self, m: str, z: torch.Tensor) -> torch.Tensor:
-        """Top-k cosine neighbours [N, k] of z (no gradient); the last search is reused only for a
-        bitwise-equal z (the search is a deterministic function of z), so a changed weight, an
-        in-place edit through ``.data`` or a loaded checkpoint all search afresh."""
+        """Top-k cosine neighbours [N, k] of z (no gradient).
+
+        The first training batch of an epoch reuses the search of the pass before it when z is
+        bitwise the same (the search is a deterministic function of z): the end-of-epoch
+        evaluation and the next epoch's rebuild see the same weights, no optimiser step between.
+        A changed weight, an edit through ``.data`` or a loaded checkpoint changes z and searches
+        afresh. Evaluation passes always search, so a pass costs what it costs after an epoch.
+        """
         zd = z.detach()
         hit = self._last_search.get(m)
-        if hit is not None and hit[0].shape == zd.shape and torch.equal(hit[0], zd):
+        if self.training and hit is not None and hit[0].shape == zd.shape and torch.equal(hit[0], zd):
             self.search_reuses += 1
             return hit[1]
         _, idx = topk_cosine(zd, self.params.knn_k, self.params.knn_chunk_size)
