@@ -174,44 +174,76 @@ def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
 
 
 # -- candidates ------------------------------------------------------------------------
-GROUP = 16  # columns per group of the pre-selection in :func:`_top_columns`
+GROUP = 16  # columns per group of the grouped pre-selection (:class:`_Selection`)
+
+
+class _Selection:
+    """The ``m`` largest values of each row of similarity tiles, exact; ties at the m-th keep the smaller index.
+
+    Instead of one ``topk`` over the whole row (~2 ns per value at one thread): a tile of ``width``
+    = G * GROUP columns (padded with -inf) is viewed as GROUP strided slices of G columns, whose
+    element-wise maximum (vectorised) gives each group {c, c + G, c + 2G, ...} its maximum. The m
+    best values lie in the m groups with the largest maxima (each of them holds a value >= any
+    value outside them), so only those m * GROUP values go to ``topk``. A row is settled when its
+    (m+1)-th candidate is below its m-th and no group left out reaches the m-th; the other rows
+    (exact float32 ties at the boundary: zero rows, duplicate items; NaN) are listed by
+    :meth:`unsettled` and sorted stably by the caller, so ties keep the smaller index. Results
+    go straight into per-row buffers (``out=``): a tile costs a dozen small operations.
+    Small catalogues (fewer than 2 (m+1) groups) use one ``topk`` over the row, same rule.
+    """
+
+    def __init__(self, n_rows: int, n: int, m: int, chunk: int, device):
+        self.n, self.m = n, m
+        self.grouped = n // GROUP >= 2 * (m + 1)
+        self.g = -(-n // GROUP)
+        self.width = self.g * GROUP if self.grouped else n
+        self.offsets = torch.arange(GROUP, device=device) * self.g
+        if self.grouped:
+            self.gmax = torch.empty(min(chunk, n_rows), self.g, device=device)
+            self.group_v = torch.empty(n_rows, m + 1, device=device)
+            self.group_i = torch.empty(n_rows, m + 1, dtype=torch.int64, device=device)
+        self.best_v = torch.empty(n_rows, m + 1, device=device)
+        self.best_j = torch.empty(n_rows, m + 1, dtype=torch.int64, device=device)
+        self.cols = torch.empty(n_rows, m, dtype=torch.int64, device=device)
+
+    def take(self, tile: torch.Tensor, s: int) -> None:
+        """Select rows ``s ..`` from ``tile`` [rows, width] (padding and self already -inf)."""
+        nr, m = tile.shape[0], self.m
+        e = s + nr
+        if self.grouped:
+            gmax = self.gmax[:nr]
+            torch.amax(tile.view(nr, GROUP, self.g), 1, out=gmax)
+            torch.topk(gmax, m + 1, dim=1, out=(self.group_v[s:e], self.group_i[s:e]))
+            cols = (self.group_i[s:e, :m, None] + self.offsets).view(nr, m * GROUP)
+            torch.topk(tile.gather(1, cols), m + 1, dim=1, out=(self.best_v[s:e], self.best_j[s:e]))
+            torch.gather(cols, 1, self.best_j[s:e, :m], out=self.cols[s:e])
+        else:
+            torch.topk(tile, m + 1, dim=1, out=(self.best_v[s:e], self.best_j[s:e]))
+            self.cols[s:e] = self.best_j[s:e, :m]
+
+    def unsettled(self) -> torch.Tensor:
+        """Positions of the rows whose m best are not unique (a tie at the m-th value, or NaN)."""
+        mth = self.best_v[:, self.m - 1]
+        bad = ~(self.best_v[:, self.m] < mth)
+        if self.grouped:
+            bad |= ~(self.group_v[:, self.m] < mth)
+        return bad.nonzero().squeeze(1)
+
+
+def _stable_best(sims: torch.Tensor, m: int) -> torch.Tensor:
+    return torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :m]
 
 
 def _top_columns(tile: torch.Tensor, m: int) -> torch.Tensor:
-    """Columns of the ``m`` largest values of each row of ``tile``; ties at the m-th keep the smaller index.
-
-    Exact pre-selection instead of one ``topk`` over the whole row (~2 ns per value at one
-    thread): the columns are split into ``GROUP`` strided slices, whose element-wise maximum
-    (vectorised) gives per group of columns {c, c + G, c + 2G, ...} its maximum. The m best
-    values lie in the m groups with the largest maxima (m groups each hold a value >= any
-    value outside them), so only those m * GROUP values (and the < GROUP tail columns) go to
-    ``topk``. A row is unambiguous when exactly m of its values are >= its m-th best and no
-    group left out reaches it; other rows (exact float32 ties at the boundary, NaN) are
-    settled by a stable sort of the whole row, so ties keep the smaller index.
-    """
+    """Columns of the ``m`` largest values of each row of ``tile`` (ties keep the smaller index)."""
     nr, n = tile.shape
-    g = n // GROUP
-    if g < 2 * (m + 1):  # small catalogue: the plain selection is as cheap
-        cols, vals, outside = None, tile, None
-    else:
-        body = g * GROUP
-        gmax = tile[:, :body].unflatten(1, (GROUP, g)).amax(1)  # [nr, g]: max of columns c + g * j
-        top_v, top_g = torch.topk(gmax, m + 1, dim=1)
-        cols = (top_g[:, :m, None] + g * torch.arange(GROUP, device=tile.device)).flatten(1)
-        if body < n:
-            cols = torch.cat([cols, torch.arange(body, n, device=tile.device).expand(nr, -1)], 1)
-        vals = tile.gather(1, cols)
-        outside = top_v[:, m]  # the largest value of any group left out
-    best_v, best_j = torch.topk(vals, m, dim=1)
-    thr = best_v[:, m - 1 : m]
-    ambiguous = (vals >= thr).sum(1) != m  # a tie at the m-th value, or NaN
-    if outside is not None:
-        ambiguous |= ~(outside < thr[:, 0])
-    out = best_j if cols is None else cols.gather(1, best_j)
-    if ambiguous.any():
-        amb = ambiguous.nonzero().squeeze(1)
-        out[amb] = torch.sort(tile[amb], dim=1, descending=True, stable=True).indices[:, :m]
-    return out
+    sel = _Selection(nr, n, m, nr, tile.device)
+    padded = torch.full((nr, sel.width), -torch.inf, device=tile.device)
+    padded[:, :n] = tile
+    sel.take(padded, 0)
+    bad = sel.unsettled()
+    sel.cols[bad] = _stable_best(tile[bad], m)
+    return sel.cols
 
 
 @torch.no_grad()
@@ -219,19 +251,33 @@ def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m:
     """The ``m`` most similar OTHER items of each of ``rows`` (exact, in tiles of ``chunk`` rows).
 
     Each tile is ``x_rows @ (x / |x|)^T``: a row's own norm is a positive factor that does not
-    change its order, so it is left out (one pass less over the tile). Tiles of the default
-    size stay in a core's L2 cache between the product and the selection (:func:`_top_columns`).
-    Candidates are float32; :func:`finalize` re-scores them in float64.
+    change its order, so it is left out (one pass less over the tile). Tiles of the default size
+    stay in a core's L2 cache from the product to the selection (:class:`_Selection`); rows it
+    leaves unsettled are recomputed and sorted stably. Candidates are float32; :func:`finalize`
+    re-scores them in float64.
     """
+    n, nr_all = x.shape[0], rows.numel()
     xs = x * inv[:, None]
-    out = torch.empty(rows.numel(), m, dtype=torch.int64, device=x.device)
-    for start in range(0, rows.numel(), chunk):
-        r = rows[start:start + chunk]
-        tile = x.index_select(0, r) @ xs.T
-        tile[torch.arange(r.numel(), device=x.device), r] = -torch.inf  # self is handled outside
-        out[start:start + r.numel()] = _top_columns(tile, m)
-        del tile
-    return out
+    sel = _Selection(nr_all, n, m, chunk, x.device)
+    xs_t = (torch.cat([xs, xs.new_zeros(sel.width - n, xs.shape[1])]) if sel.width > n else xs).T
+    buf = torch.empty(min(chunk, nr_all), sel.width, device=x.device)
+    self_at = (torch.arange(nr_all, device=x.device) % chunk) * sel.width + rows  # self, flat in its tile
+    in_order = nr_all == n and bool((rows == torch.arange(n, device=rows.device)).all())
+    for s in range(0, nr_all, chunk):
+        e = min(s + chunk, nr_all)
+        tile = buf[: e - s]
+        torch.mm(x[s:e] if in_order else x.index_select(0, rows[s:e]), xs_t, out=tile)
+        if sel.width > n:
+            tile[:, n:] = -torch.inf
+        tile.view(-1)[self_at[s:e]] = -torch.inf  # self is handled outside
+        sel.take(tile, s)
+    bad = sel.unsettled()
+    if bad.numel():
+        r = rows[bad]
+        sims = x.index_select(0, r) @ xs.T
+        sims[torch.arange(r.numel(), device=x.device), r] = -torch.inf
+        sel.cols[bad] = _stable_best(sims, m)
+    return sel.cols
 
 
 def _normalised(x: torch.Tensor, inv: torch.Tensor, start: int, stop: int) -> np.ndarray:
