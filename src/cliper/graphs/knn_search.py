@@ -397,7 +397,8 @@ def finalize(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, cand: torch
         r, c = rows[s:s + chunk].to(x.device), cand[s:s + chunk].to(x.device)
         valid = c >= 0
         cc = c.clamp_min(0)
-        dots = torch.einsum("rd,rmd->rm", x[r].double(), x[cc].double())
+        xc = x.index_select(0, cc.reshape(-1)).view(*cc.shape, -1).double()  # index_select: ~2x x[cc] here
+        dots = torch.bmm(x.index_select(0, r).double().unsqueeze(1), xc.transpose(1, 2)).squeeze(1)  # einsum's layout
         sim = dots * inv[r, None].double() * inv[cc].double()
         if include_self:
             sim[:, 0] = torch.inf  # self first, whatever its similarity (1, or 0 for a zero row)
