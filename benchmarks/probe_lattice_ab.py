@@ -7,7 +7,10 @@ repetition times, for both: the whole representation (``score_embeddings()`` fro
 and the two learned-graph searches alone; medians of wall and process CPU seconds. The neighbour
 lists of both are compared; the minimum CPU seconds are given too (least disturbed by other processes). With ``--epochs N`` it also times N pairs of training epochs that
 each follow a valid pass: one reusing that pass's search in its first batch, one with the reuse
-cleared (``search_reuses`` says whether the reuse happened). Built as ``cliper train`` builds the model (:mod:`random_run`).
+cleared (``search_reuses`` says whether the reuse happened). ``--split`` times the current
+representation's phases apart (projections; the search's tile products alone, its selection =
+candidates - products, its float64 re-scoring; edge values and normalisation; the sparse graph;
+propagation), each phase run on its own, minimum CPU seconds over the repetitions. Built as ``cliper train`` builds the model (:mod:`random_run`).
 
     python benchmarks/probe_lattice_ab.py --reps 5 --epochs 2
 """
@@ -46,10 +49,63 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def split_phases(model, zs, reps: int, ks, lattice_mod) -> dict:
+    """Phases of the current representation, each timed on its own (see the module doc)."""
+    import torch
+
+    n, k = model.n_items, model.params.knn_k
+    chunk = model.params.knn_chunk_size or ks.default_chunk_size(n)
+    rows = torch.arange(n)
+    m = min(n - 1, k - 1 + ks.TIE_MARGIN)
+    invs = [ks._inverse_norms(z) for z in zs]
+    cands = [ks._torch_candidates(z, inv, rows, m, chunk) for z, inv in zip(zs, invs)]
+
+    def products():
+        for z, inv in zip(zs, invs):
+            xs = z * inv[:, None]
+            for s in range(0, n, chunk):
+                z[s:s + chunk] @ xs.T
+
+    def projections():
+        for mod in model.modal:
+            model._projected(mod)
+
+    def edges():  # projections + edge values + normalisation, the search answered from _last_search
+        model.train()
+        model.learned_edges()
+        model.eval()
+
+    def graph():
+        lattice_mod._edges_to_graph(*model.item_graph_edges_from(*reused), n)
+
+    def propagation():
+        h = item_graph @ model.item_embedding.weight
+        model.propagate(h)
+
+    with torch.no_grad():
+        model.eval()
+        model._last_search.clear()
+        model.learned_edges()  # fills _last_search
+        model.train()
+        reused = model.learned_edges()
+        model.eval()
+        item_graph = lattice_mod._edges_to_graph(*model.item_graph_edges_from(*reused), n)
+        phases = {"projections": projections, "products": products,
+                  "candidates": lambda: [ks._torch_candidates(z, inv, rows, m, chunk) for z, inv in zip(zs, invs)],
+                  "rescore": lambda: [ks.finalize(z, inv, rows, c, k, True) for z, inv, c in zip(zs, invs, cands)],
+                  "edges_with_projections": edges, "sparse_graph": graph, "propagation": propagation}
+        out = {f"split_{name}": [] for name in phases}
+        for _ in range(reps):
+            for name, fn in phases.items():
+                out[f"split_{name}"].append(_timed(fn))
+    return out
+
+
 def main() -> None:
     ap = run_parser(__doc__, dataset="baby")
     ap.add_argument("--before", default="75148a0")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--split", action="store_true", help="also time the phases of the current representation")
     ap.add_argument("--epochs", type=int, default=0, help="pairs of training epochs (after a valid pass), reuse vs none")
     add_run_args(ap)
     args = ap.parse_args([*sys.argv[1:], "--model", "lattice"] if "--model" not in sys.argv else None)
@@ -113,6 +169,8 @@ def main() -> None:
         rows["search_before"].append(_timed(searches(True)))
         rows["search_after"].append(_timed(searches(False)))
     model.learned_edges = new_edges
+    if args.split:
+        rows.update(split_phases(model, zs, args.reps, new_search, new_lattice))
     epoch_rows = {"epoch_reuse": [], "epoch_fresh": []}
     reused = model.search_reuses
     for e in range(args.epochs):

@@ -2,7 +2,9 @@
 
 Backends (``graph.knn_backend``):
 
-- ``torch``: exact, in row chunks (a ``chunk x N`` similarity block at a time).
+- ``torch``: exact, in row tiles (a ~2 MiB ``chunk x N`` similarity tile at a time, cache-hot
+  from the product to a grouped selection, :class:`_Selection`; float32 ties at the candidate
+  boundary keep the smaller index too).
 - ``faiss-exact``: exact, a faiss ``IndexFlatIP`` over the L2-normalised rows.
 - ``faiss-ivf``: approximate, an inverted-file (IVF) index: ``nlist`` spherical faiss
   k-means centroids trained on a seeded sample, every item stored in the list of its

@@ -31,10 +31,16 @@ no dense N x N matrix ever exists (MMRec kept two dense N x N graphs and rebuilt
 every evaluation batch). Evaluation rebuilds the graph from the current weights once per
 pass (``self.cached``). Defaults follow MMRec's LATTICE.yaml.
 
+Speed (issue 13; docs/backbones/lattice.md#performance): the search runs in cache-sized tiles
+with a grouped exact selection (:mod:`cliper.graphs.knn_search`); the first batch of an epoch
+reuses the neighbour lists of the evaluation pass just before it when the projected features
+are bitwise the same (:meth:`LATTICE._neighbours`; same weights, no optimiser step between),
+recomputing only the differentiable edge values; a fixed input is projected by oneDNN.
+
 Differences from MMRec's LATTICE (table on docs/backbones/lattice.md): feature tables are trained
 by default as there (``train_features``); the squared L2 divides by the actual batch size, MMRec's
 by ``train_batch_size`` (only an epoch's last batch differs); sparse N*k graphs, one build per
-evaluation pass, content-keyed kNN cache.
+evaluation pass, the evaluation's search reused by the next epoch's rebuild, content-keyed kNN cache.
 """
 
 from __future__ import annotations
