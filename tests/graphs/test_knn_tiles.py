@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from cliper.graphs.knn import topk_cosine
-from cliper.graphs.knn_search import GROUP, _top_columns
+from cliper.graphs.knn_search import GROUP, SUPER, _Selection, _top_columns
+
+TWO_LEVEL = GROUP * SUPER * 30 + 7  # group maxima grouped again, with padding
 
 
 def _reference(tile: torch.Tensor, m: int) -> np.ndarray:
@@ -20,7 +22,7 @@ def _as_sets(idx) -> list[set]:
     return [set(r) for r in np.asarray(idx).tolist()]
 
 
-@pytest.mark.parametrize("n", [GROUP * 40, GROUP * 40 + 7, 100])  # grouped, grouped with tail columns, plain
+@pytest.mark.parametrize("n", [GROUP * 40, GROUP * 40 + 7, 100, TWO_LEVEL])  # grouped, with padding, plain, two levels
 @pytest.mark.parametrize("m", [1, 5, 13])
 def test_top_columns_are_the_m_best(n, m):
     tile = torch.randn(9, n, generator=torch.Generator().manual_seed(n + m))
@@ -28,7 +30,15 @@ def test_top_columns_are_the_m_best(n, m):
     assert _as_sets(_top_columns(tile, m)) == _as_sets(_reference(tile, m))
 
 
-@pytest.mark.parametrize("n", [GROUP * 40 + 3, 90])
+def test_the_shapes_take_the_intended_paths():
+    assert not _Selection(1, 100, 13, 1, "cpu").grouped
+    one = _Selection(1, GROUP * 40, 13, 1, "cpu")
+    assert one.grouped and not one.two_level
+    two = _Selection(1, TWO_LEVEL, 13, 1, "cpu")
+    assert two.two_level and two.width >= TWO_LEVEL and two.g % SUPER == 0
+
+
+@pytest.mark.parametrize("n", [GROUP * 40 + 3, 90, TWO_LEVEL])
 def test_ties_at_the_boundary_keep_the_smaller_index(n):
     g = torch.Generator().manual_seed(1)
     tile = torch.randint(0, 4, (12, n), generator=g).float()  # every row is full of exact ties
