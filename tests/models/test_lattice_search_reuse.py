@@ -93,3 +93,19 @@ def test_evaluation_passes_always_search(searches):
     _eval_pass(model)
     _eval_pass(model)
     assert len(searches) == 4 and model.search_reuses == 0
+
+
+def test_the_trainer_loop_reuses_each_evaluation_search(searches):
+    """In Trainer.fit the valid pass and the next epoch's first batch see the same weights."""
+    from cliper.config import load_config
+    from cliper.evaluation.evaluator import Evaluator
+    from cliper.training.trainer import Trainer
+
+    model = C.build(NAME)
+    d = C.data()
+    cfg = load_config(overrides=["model.name=lattice", "train.epochs=3", "train.batch_size=64",
+                                 "train.patience=50", "train.checkpoint=false"])
+    ev = Evaluator(d, topk=(10,), metrics=("recall",), batch_size=16)
+    Trainer(model, d, ev, cfg.train, "recall@10", cfg.seed, None, progress=False).fit()
+    # epochs 2 and 3 reuse the search of the pass before them; epoch 1 and the 3 passes search
+    assert model.search_reuses == 2 * 2 and len(searches) == 2 * (1 + 3)
