@@ -209,51 +209,55 @@ class _Selection:
         self.width = self.g * GROUP if self.grouped else n
         self.offsets = torch.arange(GROUP, device=device) * self.g
         self.super_offsets = torch.arange(SUPER, device=device) * (self.g // SUPER)
-        rows = min(chunk, n_rows)
+        rows = min(chunk, n_rows)  # per-tile buffers; per row only the columns and three bounds are kept
         if self.grouped:
             self.gmax = torch.empty(rows, self.g, device=device)
-            self.group_v = torch.empty(n_rows, m + 1, device=device)
-            self.group_i = torch.empty(n_rows, m + 1, dtype=torch.int64, device=device)
+            self.group_v = torch.empty(rows, m + 1, device=device)
+            self.group_i = torch.empty(rows, m + 1, dtype=torch.int64, device=device)
         if self.two_level:
             self.smax = torch.empty(rows, self.g // SUPER, device=device)
-            self.super_v = torch.empty(n_rows, m + 1, device=device)
+            self.super_v = torch.empty(rows, m + 1, device=device)
             self.super_i = torch.empty(rows, m + 1, dtype=torch.int64, device=device)
-        self.best_v = torch.empty(n_rows, m + 1, device=device)
-        self.best_j = torch.empty(n_rows, m + 1, dtype=torch.int64, device=device)
+        self.best_v = torch.empty(rows, m + 1, device=device)
+        self.best_j = torch.empty(rows, m + 1, dtype=torch.int64, device=device)
+        # per row: the m-th and (m+1)-th candidate values, the largest value outside the chosen groups
+        self.bounds = torch.full((n_rows, 3), -torch.inf, device=device)
         self.cols = torch.empty(n_rows, m, dtype=torch.int64, device=device)
 
     def take(self, tile: torch.Tensor, s: int) -> None:
         """Select rows ``s ..`` from ``tile`` [rows, width] (padding and self already -inf)."""
         nr, m = tile.shape[0], self.m
         e = s + nr
+        best_v, best_j = self.best_v[:nr], self.best_j[:nr]
         if not self.grouped:
-            torch.topk(tile, m + 1, dim=1, out=(self.best_v[s:e], self.best_j[s:e]))
-            self.cols[s:e] = self.best_j[s:e, :m]
+            torch.topk(tile, m + 1, dim=1, out=(best_v, best_j))
+            self.cols[s:e] = best_j[:, :m]
+            self.bounds[s:e, :2] = best_v[:, m - 1 :]
             return
-        gmax = self.gmax[:nr]
+        gmax, group_v, group_i = self.gmax[:nr], self.group_v[:nr], self.group_i[:nr]
         torch.amax(tile.view(nr, GROUP, self.g), 1, out=gmax)
         if self.two_level:  # the m best groups lie in the m super groups with the largest maxima
-            smax = self.smax[:nr]
+            smax, super_v, super_i = self.smax[:nr], self.super_v[:nr], self.super_i[:nr]
             torch.amax(gmax.view(nr, SUPER, self.g // SUPER), 1, out=smax)
-            torch.topk(smax, m + 1, dim=1, out=(self.super_v[s:e], self.super_i[:nr]))
-            groups = (self.super_i[:nr, :m, None] + self.super_offsets).view(nr, m * SUPER)
-            j = torch.topk(gmax.gather(1, groups), m + 1, dim=1, out=(self.group_v[s:e], self.group_i[s:e]))[1]
-            best_groups = groups.gather(1, j[:, :m])
+            torch.topk(smax, m + 1, dim=1, out=(super_v, super_i))
+            groups = (super_i[:, :m, None] + self.super_offsets).view(nr, m * SUPER)
+            torch.topk(gmax.gather(1, groups), m + 1, dim=1, out=(group_v, group_i))
+            best_groups = groups.gather(1, group_i[:, :m])
+            torch.maximum(group_v[:, m], super_v[:, m], out=self.bounds[s:e, 2])
         else:
-            torch.topk(gmax, m + 1, dim=1, out=(self.group_v[s:e], self.group_i[s:e]))
-            best_groups = self.group_i[s:e, :m]
+            torch.topk(gmax, m + 1, dim=1, out=(group_v, group_i))
+            best_groups = group_i[:, :m]
+            self.bounds[s:e, 2] = group_v[:, m]
         cols = (best_groups[:, :, None] + self.offsets).view(nr, m * GROUP)
-        torch.topk(tile.gather(1, cols), m + 1, dim=1, out=(self.best_v[s:e], self.best_j[s:e]))
-        torch.gather(cols, 1, self.best_j[s:e, :m], out=self.cols[s:e])
+        torch.topk(tile.gather(1, cols), m + 1, dim=1, out=(best_v, best_j))
+        torch.gather(cols, 1, best_j[:, :m], out=self.cols[s:e])
+        self.bounds[s:e, :2] = best_v[:, m - 1 :]
 
     def unsettled(self) -> torch.Tensor:
         """Positions of the rows whose m best are not unique (a tie at the m-th value, or NaN)."""
-        mth = self.best_v[:, self.m - 1]
-        bad = ~(self.best_v[:, self.m] < mth)
-        if self.grouped:  # the largest value outside the chosen groups (and super groups) stays below
-            bad |= ~(self.group_v[:, self.m] < mth)
-        if self.two_level:
-            bad |= ~(self.super_v[:, self.m] < mth)
+        mth = self.bounds[:, 0]
+        # the (m+1)-th candidate and everything outside the chosen groups must stay below the m-th
+        bad = ~(self.bounds[:, 1] < mth) | ~(self.bounds[:, 2] < mth)
         return bad.nonzero().squeeze(1)
 
 
