@@ -58,6 +58,9 @@ SECTIONS = {
     "p14_lattice": ("LATTICE after its evaluation-pass work (tiled grouped kNN search, search reuse in training)",
                     "python benchmarks/bench_models.py --models lattice --datasets baby --epochs 1 --evals 2 "
                     "--threads 1 --name p14_lattice"),
+    "p14_lattice_sports": ("LATTICE after its evaluation-pass work, on Sports",
+                           "python benchmarks/bench_models.py --models lattice --datasets sports --epochs 1 --evals 2 "
+                           "--threads 1 --timeout 900 --name p14_lattice_sports"),
     "p14_lattice_before": ("LATTICE before it (commit 75148a0), the same command, earlier the same day",
                            "python benchmarks/bench_models.py --models lattice --datasets baby --epochs 1 --evals 2 "
                            "--threads 1 --name p14_lattice_before"),
