@@ -54,7 +54,7 @@ def split_phases(model, zs, reps: int, ks, lattice_mod) -> dict:
     import torch
 
     n, k = model.n_items, model.params.knn_k
-    chunk = model.params.knn_chunk_size or ks.default_chunk_size(n)
+    chunk = model.params.knn_chunk_size or ks.default_chunk_size(n, zs[0].shape[1])
     rows = torch.arange(n)
     m = min(n - 1, k - 1 + ks.TIE_MARGIN)
     invs = [ks._inverse_norms(z) for z in zs]
@@ -181,7 +181,7 @@ def main() -> None:
             epoch_rows[key].append(_timed(lambda: run.trainer.train_epoch(2 * e + (key == "epoch_fresh") + 1)))
     rows.update({k: v for k, v in epoch_rows.items() if v})
     out = {"dataset": args.dataset, "threads": torch.get_num_threads(), "reps": args.reps, "before": args.before,
-           "same_neighbours": same, "search_reuses_in_epochs": model.search_reuses - reused, "load": round(os.getloadavg()[0], 2), "tile_rows": new_search.default_chunk_size(n)}
+           "same_neighbours": same, "search_reuses_in_epochs": model.search_reuses - reused, "load": round(os.getloadavg()[0], 2), "tile_rows": new_search.default_chunk_size(n, zs[0].shape[1])}
     for k, v in rows.items():
         out[f"{k}_s"] = round(statistics.median(w for w, _ in v), 3)
         out[f"{k}_cpu_s"] = round(statistics.median(c for _, c in v), 3)

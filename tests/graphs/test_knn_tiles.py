@@ -67,10 +67,12 @@ def test_duplicate_items_take_the_smallest_indices():
         assert idx[c].tolist() == [c, *others]
 
 
-@pytest.mark.parametrize("chunk", [None, 1, 13, 700])
-def test_tiled_search_matches_dense(chunk):
-    x = np.random.default_rng(2).standard_normal((700, 12)).astype(np.float32)
+@pytest.mark.parametrize("n, d, chunk", [(700, 12, None), (700, 12, 1), (700, 12, 13), (700, 12, 700),
+                                         (700, 300, 13), (704, 300, None)])  # copied / scaled, padded / not
+def test_tiled_search_matches_dense(n, d, chunk):
+    x = np.random.default_rng(2).standard_normal((n, d)).astype(np.float32)
     x[5] = 0.0  # a zero row: similarity 0 to everything
+    x[9] = x[17] = x[40]  # duplicates: ties keep the smaller index
     vals, idx = topk_cosine(x, 8, chunk_size=chunk)
     norms = np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     xn = np.divide(x, norms, out=np.zeros_like(x, dtype=np.float64), where=norms > 0)

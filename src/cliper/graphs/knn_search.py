@@ -2,9 +2,9 @@
 
 Backends (``graph.knn_backend``):
 
-- ``torch``: exact, in row tiles (a ~2 MiB ``chunk x N`` similarity tile at a time, cache-hot
-  from the product to a grouped selection, :class:`_Selection`; float32 ties at the candidate
-  boundary keep the smaller index too).
+- ``torch``: exact, in row blocks (``default_chunk_size``: ~2 MiB tiles, cache-hot from the
+  product to a grouped selection, :class:`_Selection`, for features up to 256-d; ~64 MiB blocks
+  for wider ones); float32 ties at the candidate boundary keep the smaller index too.
 - ``faiss-exact``: exact, a faiss ``IndexFlatIP`` over the L2-normalised rows.
 - ``faiss-ivf``: approximate, an inverted-file (IVF) index: ``nlist`` spherical faiss
   k-means centroids trained on a seeded sample, every item stored in the list of its
@@ -62,6 +62,7 @@ FAISS_HINT = "install the faiss extra: pip install 'cliper[faiss]' (faiss-cpu; f
 _BLOCK_FLOATS = 1 << 24
 _TILE_FLOATS = 1 << 19  # exact search: similarity tile of ~2 MiB (default_chunk_size)
 _MIN_TILE_ROWS = 16
+_COPY_MAX_DIM = 256  # exact search: features up to this width are normalised into one copy
 _QUERY_CHUNK = 16384  # faiss queries per search call
 _RESCORE_FLOATS = 1 << 20  # float64 elements gathered per re-scoring chunk (8 MiB: from the heap, not a fresh mmap)
 
@@ -163,11 +164,17 @@ def as_float_tensor(features) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(np.asarray(features, dtype=np.float32)))
 
 
-def default_chunk_size(n_items: int) -> int:
-    """Rows per similarity tile of the exact search: a ``chunk x N`` float tile of ~2 MiB (a core's
-    L2 here) is still cache-hot from the product to the selection (1 and 2 MiB measured alike on
-    Baby; the old 64 MiB blocks went through memory); at least 16 rows so that the product stays
-    a matrix product on large catalogues."""
+def default_chunk_size(n_items: int, dim: int | None = None) -> int:
+    """Rows per similarity tile of the exact search.
+
+    Narrow features (``dim`` <= ``_COPY_MAX_DIM``: LATTICE's learned 64-d graph): a ``chunk x N``
+    float tile of ~2 MiB (a core's L2 here) is still cache-hot from the product to the selection
+    (1 and 2 MiB measured alike on Baby; 64 MiB blocks went through memory); at least 16 rows.
+    Wide ones (the 4096-d initial graphs; ``dim`` unknown): ~64 MiB blocks, since every block
+    streams the whole feature matrix through the product and small blocks would re-read it
+    (4096-d Baby: 74-row tiles were ~13% slower than 2,379-row blocks)."""
+    if dim is None or dim > _COPY_MAX_DIM:
+        return int(max(1, min(n_items, _BLOCK_FLOATS // max(n_items, 1))))
     return int(max(1, min(n_items, max(_MIN_TILE_ROWS, _TILE_FLOATS // max(n_items, 1)))))
 
 
@@ -282,32 +289,54 @@ def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m:
     """The ``m`` most similar OTHER items of each of ``rows`` (exact, in tiles of ``chunk`` rows).
 
     Each tile is ``x_rows @ (x / |x|)^T``: a row's own norm is a positive factor that does not
-    change its order, so it is left out (one pass less over the tile). Tiles of the default size
-    stay in a core's L2 cache from the product to the selection (:class:`_Selection`); rows it
-    leaves unsettled are recomputed and sorted stably. Candidates are float32; :func:`finalize`
-    re-scores them in float64.
+    change its order, so it is left out (one pass less over the tile). Narrow features
+    (<= ``_COPY_MAX_DIM``, LATTICE's learned 64-d) are normalised once into a padded copy; wide
+    ones are not copied (4096-d: 115 MiB on Baby), their tile is scaled by the column norms on
+    its way into the padded tile instead (one pass, small next to a 4096-deep product). Tiles of
+    the default size stay in a core's L2 cache from the product to the selection
+    (:class:`_Selection`); rows it leaves unsettled are recomputed and sorted stably, a tile at a
+    time. Candidates are float32; :func:`finalize` re-scores them in float64.
     """
-    n, nr_all = x.shape[0], rows.numel()
-    xs = x * inv[:, None]
+    n, d = x.shape
+    nr_all = rows.numel()
     sel = _Selection(nr_all, n, m, chunk, x.device)
-    xs_t = (torch.cat([xs, xs.new_zeros(sel.width - n, xs.shape[1])]) if sel.width > n else xs).T
+    copy = d <= _COPY_MAX_DIM
+    if copy:
+        xs = torch.zeros(sel.width, d, device=x.device)
+        torch.mul(x, inv[:, None], out=xs[:n])
+    raw = None if copy or sel.width == n else torch.empty(min(chunk, nr_all), n, device=x.device)
+
+    def similarities(r: torch.Tensor, s: int, e: int, out: torch.Tensor) -> torch.Tensor:
+        """out [rows, width] = x_r . x_c / |x_c| (padding -inf, self left as it is)."""
+        xr = x[s:e] if r is None else x.index_select(0, r)
+        if copy:
+            torch.mm(xr, xs.T, out=out)
+        elif raw is None:
+            torch.mm(xr, x.T, out=out)
+            out.mul_(inv)
+        else:
+            part = raw[: out.shape[0]]
+            torch.mm(xr, x.T, out=part)
+            torch.mul(part, inv, out=out[:, :n])
+        if sel.width > n:
+            out[:, n:] = -torch.inf
+        return out
+
     buf = torch.empty(min(chunk, nr_all), sel.width, device=x.device)
     self_at = (torch.arange(nr_all, device=x.device) % chunk) * sel.width + rows  # self, flat in its tile
     in_order = nr_all == n and bool((rows == torch.arange(n, device=rows.device)).all())
     for s in range(0, nr_all, chunk):
         e = min(s + chunk, nr_all)
-        tile = buf[: e - s]
-        torch.mm(x[s:e] if in_order else x.index_select(0, rows[s:e]), xs_t, out=tile)
-        if sel.width > n:
-            tile[:, n:] = -torch.inf
+        tile = similarities(None if in_order else rows[s:e], s, e, buf[: e - s])
         tile.view(-1)[self_at[s:e]] = -torch.inf  # self is handled outside
         sel.take(tile, s)
     bad = sel.unsettled()
-    if bad.numel():
-        r = rows[bad]
-        sims = x.index_select(0, r) @ xs.T
+    for s in range(0, bad.numel(), chunk):  # rare: exact ties at the boundary (zero rows, duplicates), NaN
+        b = bad[s:s + chunk]
+        r = rows[b]
+        sims = similarities(r, 0, 0, buf[: b.numel()])[:, :n]
         sims[torch.arange(r.numel(), device=x.device), r] = -torch.inf
-        sel.cols[bad] = _stable_best(sims, m)
+        sel.cols[b] = _stable_best(sims, m)
     return sel.cols
 
 
@@ -475,7 +504,7 @@ def search_knn(features, k: int, include_self: bool = True, search: KnnSearch | 
     others = k_eff - 1 if include_self else k_eff
     m = min(n - 1, others + TIE_MARGIN)
     backend = search.resolve(n)
-    chunk = chunk_size or default_chunk_size(n)
+    chunk = chunk_size or default_chunk_size(n, x.shape[1])
     t0 = time.perf_counter()
     inv = _inverse_norms(x)
     rows = torch.arange(n, device=x.device)
@@ -497,7 +526,7 @@ def search_knn(features, k: int, include_self: bool = True, search: KnnSearch | 
     if backend in APPROXIMATE and m > 0:
         sample = torch.from_numpy(np.sort(np.random.default_rng(search.seed + 1).choice(
             n, size=min(n, search.recall_sample), replace=False))).to(x.device)
-        exact_cand = _torch_candidates(x, inv, sample, m, default_chunk_size(n))
+        exact_cand = _torch_candidates(x, inv, sample, m, default_chunk_size(n, x.shape[1]))
         _, exact = finalize(x, inv, sample.cpu(), exact_cand, k_eff, include_self)
         result.recall = _recall(indices[sample.cpu()], exact, sample.cpu())
         result.recall_rows = int(sample.numel())

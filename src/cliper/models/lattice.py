@@ -80,7 +80,7 @@ class LATTICEParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # MMRec grid [0, 1e-5, 1e-4, 1e-3]
     ui_normalization: Literal["rw_self_loop", "sym"] = "rw_self_loop"  # D^-1(A+I) as MMRec, or D^-1/2 A D^-1/2
     train_features: bool = True  # train the raw feature tables, as MMRec does (they reach the learned graph once per epoch)
-    knn_chunk_size: PositiveInt | None = None  # rows per similarity tile (None: ~1 MiB tiles, cache-sized)
+    knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~2 MiB tiles for the 64-d learned graph, ~64 MiB blocks for raw features)
     graph_refresh_every: int = Field(5, ge=0)  # trainable fusion: rebuild the text initial graph every N epochs
 
 
