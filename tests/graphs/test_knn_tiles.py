@@ -81,3 +81,14 @@ def test_tiled_search_matches_dense(n, d, chunk):
     didx = np.argsort(-sim, axis=1, kind="stable")[:, :8]
     assert (idx.numpy() == didx).all()
     np.testing.assert_allclose(vals.numpy()[:, 1:], np.take_along_axis(sim, didx, 1)[:, 1:], atol=1e-6)
+
+
+def test_without_the_normalised_copy_the_neighbours_are_the_same(monkeypatch):
+    import cliper.graphs.knn_search as ks
+
+    x = np.random.default_rng(4).standard_normal((700, 12)).astype(np.float32)
+    x[3] = x[8]
+    vals, idx = topk_cosine(x, 8)
+    monkeypatch.setattr(ks, "_COPY_MAX_FLOATS", 0)  # the scaled-tile path of wide or huge inputs
+    vals2, idx2 = topk_cosine(x, 8)
+    assert torch.equal(idx, idx2) and torch.equal(vals, vals2)

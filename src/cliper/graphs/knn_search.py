@@ -62,7 +62,8 @@ FAISS_HINT = "install the faiss extra: pip install 'cliper[faiss]' (faiss-cpu; f
 _BLOCK_FLOATS = 1 << 24
 _TILE_FLOATS = 1 << 19  # exact search: similarity tile of ~2 MiB (default_chunk_size)
 _MIN_TILE_ROWS = 16
-_COPY_MAX_DIM = 256  # exact search: features up to this width are normalised into one copy
+_COPY_MAX_DIM = 256  # exact search: features up to this width are normalised into one copy ...
+_COPY_MAX_FLOATS = 1 << 26  # ... of at most 256 MiB
 _QUERY_CHUNK = 16384  # faiss queries per search call
 _RESCORE_FLOATS = 1 << 20  # float64 elements gathered per re-scoring chunk (8 MiB: from the heap, not a fresh mmap)
 
@@ -290,8 +291,8 @@ def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m:
 
     Each tile is ``x_rows @ (x / |x|)^T``: a row's own norm is a positive factor that does not
     change its order, so it is left out (one pass less over the tile). Narrow features
-    (<= ``_COPY_MAX_DIM``, LATTICE's learned 64-d) are normalised once into a padded copy; wide
-    ones are not copied (4096-d: 115 MiB on Baby), their tile is scaled by the column norms on
+    (<= ``_COPY_MAX_DIM``, LATTICE's learned 64-d; the copy at most 256 MiB) are normalised once
+    into a padded copy; wide ones are not copied (4096-d: 115 MiB on Baby), their tile is scaled by the column norms on
     its way into the padded tile instead (one pass, small next to a 4096-deep product). Tiles of
     the default size stay in a core's L2 cache from the product to the selection
     (:class:`_Selection`); rows it leaves unsettled are recomputed and sorted stably, a tile at a
@@ -300,7 +301,7 @@ def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m:
     n, d = x.shape
     nr_all = rows.numel()
     sel = _Selection(nr_all, n, m, chunk, x.device)
-    copy = d <= _COPY_MAX_DIM
+    copy = d <= _COPY_MAX_DIM and n * d <= _COPY_MAX_FLOATS
     if copy:
         xs = torch.zeros(sel.width, d, device=x.device)
         torch.mul(x, inv[:, None], out=xs[:n])
