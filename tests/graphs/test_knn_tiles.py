@@ -92,3 +92,25 @@ def test_without_the_normalised_copy_the_neighbours_are_the_same(monkeypatch):
     monkeypatch.setattr(ks, "_COPY_MAX_FLOATS", 0)  # the scaled-tile path of wide or huge inputs
     vals2, idx2 = topk_cosine(x, 8)
     assert torch.equal(idx, idx2) and torch.equal(vals, vals2)
+
+
+@pytest.mark.parametrize("n, d", [(700, 12), (90, 5), (TWO_LEVEL, 8)])
+@pytest.mark.parametrize("k, include_self", [(10, True), (6, False), (1, True)])
+def test_indices_without_values_are_those_of_the_full_rescoring(n, d, k, include_self):
+    rng = np.random.default_rng(n + k)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x[2] = 0.0
+    x[[4, 11, 30]] = x[7]  # exact ties
+    x[50] = x[51] * (1 + 1e-7)  # a near-tie, inside float32 rounding
+    full_vals, full_idx = topk_cosine(x, k, include_self=include_self)
+    vals, idx = topk_cosine(x, k, include_self=include_self, with_values=False)
+    assert vals is None and torch.equal(idx, full_idx)
+
+
+def test_float32_decides_only_rows_with_clear_gaps():
+    from cliper.graphs.knn_search import _decided_in_float32
+
+    inv = torch.ones(3)
+    values = torch.tensor([[0.9, 0.8, 0.7], [0.9, 0.9, 0.1], [0.9, 0.9 - 1e-6, 0.1]])
+    assert _decided_in_float32(values, inv, 64, 3).tolist() == [True, False, False]
+    assert _decided_in_float32(values, torch.zeros(3), 64, 3).tolist() == [False, False, False]  # zero rows

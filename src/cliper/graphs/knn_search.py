@@ -125,9 +125,10 @@ class KnnSearch:
 
 @dataclass
 class KnnResult:
-    """Neighbours [N, k] (best first), their cosine similarities, and how they were found."""
+    """Neighbours [N, k] (best first), their cosine similarities (None when not asked for), and how
+    they were found."""
 
-    values: torch.Tensor
+    values: torch.Tensor | None
     indices: torch.Tensor
     backend: str
     seconds: float
@@ -207,7 +208,7 @@ class _Selection:
     over the row, same rule.
     """
 
-    def __init__(self, n_rows: int, n: int, m: int, chunk: int, device):
+    def __init__(self, n_rows: int, n: int, m: int, chunk: int, device, keep_values: bool = False):
         self.n, self.m = n, m
         self.grouped = n // GROUP >= 2 * (m + 1)
         # two levels when the groups are many: their maxima are grouped again (SUPER strided slices)
@@ -231,6 +232,7 @@ class _Selection:
         # per row: the m-th and (m+1)-th candidate values, the largest value outside the chosen groups
         self.bounds = torch.full((n_rows, 3), -torch.inf, device=device)
         self.cols = torch.empty(n_rows, m, dtype=torch.int64, device=device)
+        self.values = torch.empty(n_rows, m, device=device) if keep_values else None  # float32, best first
 
     def take(self, tile: torch.Tensor, s: int) -> None:
         """Select rows ``s ..`` from ``tile`` [rows, width] (padding and self already -inf)."""
@@ -241,6 +243,8 @@ class _Selection:
             torch.topk(tile, m + 1, dim=1, out=(best_v, best_j))
             self.cols[s:e] = best_j[:, :m]
             self.bounds[s:e, :2] = best_v[:, m - 1 :]
+            if self.values is not None:
+                self.values[s:e] = best_v[:, :m]
             return
         gmax, group_v, group_i = self.gmax[:nr], self.group_v[:nr], self.group_i[:nr]
         torch.amax(tile.view(nr, GROUP, self.g), 1, out=gmax)
@@ -260,6 +264,8 @@ class _Selection:
         torch.topk(tile.gather(1, cols), m + 1, dim=1, out=(best_v, best_j))
         torch.gather(cols, 1, best_j[:, :m], out=self.cols[s:e])
         self.bounds[s:e, :2] = best_v[:, m - 1 :]
+        if self.values is not None:
+            self.values[s:e] = best_v[:, :m]
 
     def unsettled(self) -> torch.Tensor:
         """Positions of the rows whose m best are not unique (a tie at the m-th value, or NaN)."""
@@ -286,8 +292,12 @@ def _top_columns(tile: torch.Tensor, m: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m: int, chunk: int) -> torch.Tensor:
+def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m: int, chunk: int,
+                      keep_values: bool = False):
     """The ``m`` most similar OTHER items of each of ``rows`` (exact, in tiles of ``chunk`` rows).
+
+    With ``keep_values`` also their float32 scores ``x_r . x_c / |x_c|`` (best first; NaN for the
+    rows settled by the stable sort), for :func:`_decided_in_float32`.
 
     Each tile is ``x_rows @ (x / |x|)^T``: a row's own norm is a positive factor that does not
     change its order, so it is left out (one pass less over the tile). Narrow features
@@ -300,7 +310,7 @@ def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m:
     """
     n, d = x.shape
     nr_all = rows.numel()
-    sel = _Selection(nr_all, n, m, chunk, x.device)
+    sel = _Selection(nr_all, n, m, chunk, x.device, keep_values)
     copy = d <= _COPY_MAX_DIM and n * d <= _COPY_MAX_FLOATS
     if copy:
         xs = torch.zeros(sel.width, d, device=x.device)
@@ -338,7 +348,25 @@ def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m:
         sims = similarities(r, 0, 0, buf[: b.numel()])[:, :n]
         sims[torch.arange(r.numel(), device=x.device), r] = -torch.inf
         sel.cols[b] = _stable_best(sims, m)
-    return sel.cols
+        if keep_values:
+            sel.values[b] = torch.nan  # decided in float64
+    return (sel.cols, sel.values) if keep_values else sel.cols
+
+
+def _decided_in_float32(values: torch.Tensor, inv: torch.Tensor, dim: int, upto: int) -> torch.Tensor:
+    """Rows whose float32 candidate order over the first ``upto`` positions is provably the float64 one.
+
+    A float32 score of length ``dim`` is within (dim + 1) u |x_r| of the exact one (u = 2^-24; any
+    summation order, the column normalisation's rounding included), so where every adjacent gap,
+    scaled to cosines by ``inv``, exceeds twice that (with margin), :func:`finalize` would order
+    the candidates, and cut them, exactly as float32 does.
+    """
+    if upto < 2:
+        return torch.ones(values.shape[0], dtype=torch.bool, device=values.device)
+    v = values[:, :upto].double()
+    bound = 2 * ((dim + 2) * 2.0**-24 * 1.01 + 1e-12)
+    gaps = (v[:, :-1] - v[:, 1:]) * inv.double()[:, None]
+    return (gaps > bound).all(1)  # NaN (stably sorted rows) and zero rows (inv 0) are not decided
 
 
 def _normalised(x: torch.Tensor, inv: torch.Tensor, start: int, stop: int) -> np.ndarray:
@@ -492,8 +520,13 @@ def _recall(approx: torch.Tensor, exact: torch.Tensor, rows: torch.Tensor) -> fl
 # -- entry point -------------------------------------------------------------------------
 @torch.no_grad()
 def search_knn(features, k: int, include_self: bool = True, search: KnnSearch | None = None,
-               chunk_size: int | None = None) -> KnnResult:
-    """Top-k cosine neighbours of every row with the configured backend (see the module doc)."""
+               chunk_size: int | None = None, with_values: bool = True) -> KnnResult:
+    """Top-k cosine neighbours of every row with the configured backend (see the module doc).
+
+    ``with_values=False`` (torch backend; LATTICE's learned graph, whose edge values are recomputed
+    anyway): ``values`` is None and only the rows whose float32 order is not provably final
+    (:func:`_decided_in_float32`) are re-scored in float64; the indices are those of the full
+    re-scoring."""
     search = search or KnnSearch()
     x = as_float_tensor(features)
     n = x.shape[0]
@@ -509,6 +542,17 @@ def search_knn(features, k: int, include_self: bool = True, search: KnnSearch | 
     t0 = time.perf_counter()
     inv = _inverse_norms(x)
     rows = torch.arange(n, device=x.device)
+    if not with_values and backend == "torch" and m > 0:
+        cand, cvals = _torch_candidates(x, inv, rows, m, chunk, keep_values=True)
+        sure = _decided_in_float32(cvals, inv, x.shape[1], min(others + 1, m))
+        indices = torch.empty(n, k_eff, dtype=torch.int64, device=x.device)
+        if include_self:
+            indices[:, 0] = rows
+        indices[:, int(include_self):] = cand[:, :others]
+        unsure = (~sure).nonzero().squeeze(1)
+        if unsure.numel():
+            indices[unsure] = finalize(x, inv, unsure.cpu(), cand[unsure], k_eff, include_self)[1].to(x.device)
+        return KnnResult(None, indices, backend, time.perf_counter() - t0, params=search.spec(n))
     if m == 0:
         cand = torch.empty(n, 0, dtype=torch.int64)
     elif backend == "torch":

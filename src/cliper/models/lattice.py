@@ -209,7 +209,7 @@ class LATTICE(Recommender):
         if self.training and hit is not None and hit[0].shape == zd.shape and torch.equal(hit[0], zd):
             self.search_reuses += 1
             return hit[1]
-        _, idx = topk_cosine(zd, self.params.knn_k, self.params.knn_chunk_size)
+        _, idx = topk_cosine(zd, self.params.knn_k, self.params.knn_chunk_size, with_values=False)
         self._last_search[m] = (zd.clone(), idx)
         return idx
 
