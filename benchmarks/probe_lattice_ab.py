@@ -9,7 +9,7 @@ lists of both are compared; the minimum CPU seconds are given too (least disturb
 each follow a valid pass: one reusing that pass's search in its first batch, one with the reuse
 cleared (``search_reuses`` says whether the reuse happened). ``--split`` times the current
 representation's phases apart (projections; the search's tile products alone, its selection =
-candidates - products, its float64 re-scoring; edge values and normalisation; the sparse graph;
+candidates - products, its float64 re-scoring of the rows float32 leaves undecided; edge values and normalisation; the sparse graph;
 propagation), each phase run on its own, minimum CPU seconds over the repetitions. Built as ``cliper train`` builds the model (:mod:`random_run`).
 
     python benchmarks/probe_lattice_ab.py --reps 5 --epochs 2
@@ -58,7 +58,12 @@ def split_phases(model, zs, reps: int, ks, lattice_mod) -> dict:
     rows = torch.arange(n)
     m = min(n - 1, k - 1 + ks.TIE_MARGIN)
     invs = [ks._inverse_norms(z) for z in zs]
-    cands = [ks._torch_candidates(z, inv, rows, m, chunk) for z, inv in zip(zs, invs)]
+    cands = [ks._torch_candidates(z, inv, rows, m, chunk, keep_values=True) for z, inv in zip(zs, invs)]
+
+    def rescore():  # as search_knn(with_values=False): float64 only where float32 does not decide
+        for z, inv, (c, v) in zip(zs, invs, cands):
+            unsure = (~ks._decided_in_float32(v, inv, z.shape[1], min(k, m))).nonzero().squeeze(1)
+            ks.finalize(z, inv, unsure, c[unsure], k, True)
 
     def products():
         for z, inv in zip(zs, invs):
@@ -92,7 +97,7 @@ def split_phases(model, zs, reps: int, ks, lattice_mod) -> dict:
         item_graph = lattice_mod._edges_to_graph(*model.item_graph_edges_from(*reused), n)
         phases = {"projections": projections, "products": products,
                   "candidates": lambda: [ks._torch_candidates(z, inv, rows, m, chunk) for z, inv in zip(zs, invs)],
-                  "rescore": lambda: [ks.finalize(z, inv, rows, c, k, True) for z, inv, c in zip(zs, invs, cands)],
+                  "rescore": rescore,
                   "edges_with_projections": edges, "sparse_graph": graph, "propagation": propagation}
         out = {f"split_{name}": [] for name in phases}
         for _ in range(reps):
@@ -157,11 +162,11 @@ def main() -> None:
                 if old:
                     old_topk(z, model.params.knn_k, old_chunk)
                 else:
-                    new_lattice.topk_cosine(z, model.params.knn_k, model.params.knn_chunk_size)
+                    new_lattice.topk_cosine(z, model.params.knn_k, model.params.knn_chunk_size, with_values=False)
         return go
 
     same = all(torch.equal(old_topk(z, model.params.knn_k, old_chunk)[1],
-                           new_lattice.topk_cosine(z, model.params.knn_k)[1]) for z in zs)
+                           new_lattice.topk_cosine(z, model.params.knn_k, with_values=False)[1]) for z in zs)
     rows = {k: [] for k in ("repr_before", "repr_after", "search_before", "search_after")}
     for _ in range(args.reps):
         rows["repr_before"].append(_timed(representation(old_edges)))
