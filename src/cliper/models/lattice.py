@@ -35,7 +35,9 @@ Speed (issue 13; docs/backbones/lattice.md#performance): the search runs in cach
 with a grouped exact selection (:mod:`cliper.graphs.knn_search`); the first batch of an epoch
 reuses the neighbour lists of the evaluation pass just before it when the projected features
 are bitwise the same (:meth:`LATTICE._neighbours`; same weights, no optimiser step between),
-recomputing only the differentiable edge values; a fixed input is projected by oneDNN.
+recomputing only the differentiable edge values; the search returns indices only (float64
+re-scoring just for rows float32 cannot decide, ``topk_cosine(with_values=False)``); a fixed
+input is projected by oneDNN.
 
 Differences from MMRec's LATTICE (table on docs/backbones/lattice.md): feature tables are trained
 by default as there (``train_features``); the squared L2 divides by the actual batch size, MMRec's
