@@ -55,6 +55,15 @@ SECTIONS = {
                                   "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,bm3,lattice,slmrec,"
                                   "dualgnn,mmgcn,grcn,mgcn,lgmrec,dragon,smore --datasets baby --epochs 1 --evals 1 "
                                   "--threads 1 --name models_issue13_final_baby"),
+    "p14_lattice": ("LATTICE after its evaluation-pass work (tiled grouped kNN search, search reuse in training)",
+                    "python benchmarks/bench_models.py --models lattice --datasets baby --epochs 1 --evals 2 "
+                    "--threads 1 --name p14_lattice"),
+    "p14_lattice_sports": ("LATTICE after its evaluation-pass work, on Sports",
+                           "python benchmarks/bench_models.py --models lattice --datasets sports --epochs 1 --evals 2 "
+                           "--threads 1 --timeout 900 --name p14_lattice_sports"),
+    "p14_lattice_before": ("LATTICE before it (commit 75148a0), the same command, earlier the same day",
+                           "python benchmarks/bench_models.py --models lattice --datasets baby --epochs 1 --evals 2 "
+                           "--threads 1 --name p14_lattice_before"),
     "models_issue13_sports": ("Every backbone: the same on Sports",
                               "python benchmarks/bench_models.py --datasets sports --epochs 1 --evals 1 --threads 1 "
                               "--timeout 900 --name models_issue13_sports"),

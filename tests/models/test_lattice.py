@@ -92,13 +92,8 @@ def test_symmetric_user_item_normalisation_option():
     C.check_step_lowers_loss(NAME, ui_normalization="sym")
 
 
-def test_learned_graph_in_small_similarity_blocks_matches_dense_computation(monkeypatch):
-    import cliper.models.lattice as L
-
-    assert L.learned_chunk_rows(7050) * 7050 * 4 <= 16 << 20 < (L.learned_chunk_rows(7050) + 1) * 7050 * 4
-    monkeypatch.setattr(L, "LEARNED_BLOCK_BYTES", 7 * 30 * 4)  # 7 rows per block: 5 blocks over 30 items
-    assert L.learned_chunk_rows(30) == 7
-    model = C.build(NAME, knn_k=4, lambda_coeff=0.7)
+def test_learned_graph_in_small_similarity_tiles_matches_dense_computation():
+    model = C.build(NAME, knn_k=4, lambda_coeff=0.7, knn_chunk_size=7)  # 5 tiles over 30 items
     with torch.no_grad():
         r, c, v = model.item_graph_edges()
         sparse = torch.zeros(30, 30).index_put((r, c), v, accumulate=True)

@@ -39,7 +39,7 @@ __all__ = ["KnnGraphCache", "KnnSearch", "cached_knn_graph", "default_chunk_size
 log = logging.getLogger(__name__)
 
 Normalization = Literal["sym", "none"]
-CACHE_VERSION = 2  # 2: float64 re-scoring, index-ordered ties, search backend in the key; bump when the construction changes, so old cache files are never reused
+CACHE_VERSION = 3  # 2: float64 re-scoring, index-ordered ties, search backend in the key; 3: float32 ties at the candidate boundary keep the smaller index (zero rows, duplicates); bump when the construction changes, so old cache files are never reused
 
 
 _as_float_tensor = as_float_tensor
@@ -52,15 +52,17 @@ def topk_cosine(
     chunk_size: int | None = None,
     include_self: bool = True,
     search: KnnSearch | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    with_values: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Top-k cosine neighbours of every row: (values [N, k], indices [N, k]), best first.
 
     Exact torch search in row chunks unless ``search`` selects another backend
     (:mod:`cliper.graphs.knn_search`); ties keep the smaller item index. A zero row has
     similarity 0 to everything. ``include_self=True`` keeps the item itself first among
     its neighbours, as LATTICE's and FREEDOM's dense ``topk`` over ``X X^T`` did.
+    ``with_values=False``: values None, the same indices with less float64 re-scoring.
     """
-    res = search_knn(features, k, include_self, search or KnnSearch(backend="torch"), chunk_size)
+    res = search_knn(features, k, include_self, search or KnnSearch(backend="torch"), chunk_size, with_values)
     return res.values, res.indices
 
 

@@ -2,7 +2,9 @@
 
 Backends (``graph.knn_backend``):
 
-- ``torch``: exact, in row chunks (a ``chunk x N`` similarity block at a time).
+- ``torch``: exact, in row blocks (``default_chunk_size``: ~2 MiB tiles, cache-hot from the
+  product to a grouped selection, :class:`_Selection`, for features up to 256-d; ~64 MiB blocks
+  for wider ones); float32 ties at the candidate boundary keep the smaller index too.
 - ``faiss-exact``: exact, a faiss ``IndexFlatIP`` over the L2-normalised rows.
 - ``faiss-ivf``: approximate, an inverted-file (IVF) index: ``nlist`` spherical faiss
   k-means centroids trained on a seeded sample, every item stored in the list of its
@@ -58,8 +60,12 @@ FAISS_HINT = "install the faiss extra: pip install 'cliper[faiss]' (faiss-cpu; f
 
 # Keep a chunk's similarity block near this many floats (64 MiB) unless told otherwise.
 _BLOCK_FLOATS = 1 << 24
+_TILE_FLOATS = 1 << 19  # exact search: similarity tile of ~2 MiB (default_chunk_size)
+_MIN_TILE_ROWS = 16
+_COPY_MAX_DIM = 256  # exact search: features up to this width are normalised into one copy ...
+_COPY_MAX_FLOATS = 1 << 26  # ... of at most 256 MiB
 _QUERY_CHUNK = 16384  # faiss queries per search call
-_RESCORE_FLOATS = 1 << 24  # float64 elements gathered per re-scoring chunk (128 MiB)
+_RESCORE_FLOATS = 1 << 20  # float64 elements gathered per re-scoring chunk (8 MiB: from the heap, not a fresh mmap)
 
 
 @dataclass(frozen=True)
@@ -119,9 +125,10 @@ class KnnSearch:
 
 @dataclass
 class KnnResult:
-    """Neighbours [N, k] (best first), their cosine similarities, and how they were found."""
+    """Neighbours [N, k] (best first), their cosine similarities (None when not asked for), and how
+    they were found."""
 
-    values: torch.Tensor
+    values: torch.Tensor | None
     indices: torch.Tensor
     backend: str
     seconds: float
@@ -159,9 +166,18 @@ def as_float_tensor(features) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(np.asarray(features, dtype=np.float32)))
 
 
-def default_chunk_size(n_items: int) -> int:
-    """Rows per chunk so that a ``chunk x N`` float block stays near 64 MiB."""
-    return int(max(1, min(n_items, _BLOCK_FLOATS // max(n_items, 1))))
+def default_chunk_size(n_items: int, dim: int | None = None) -> int:
+    """Rows per similarity tile of the exact search.
+
+    Narrow features (``dim`` <= ``_COPY_MAX_DIM``: LATTICE's learned 64-d graph): a ``chunk x N``
+    float tile of ~2 MiB (a core's L2 here) is still cache-hot from the product to the selection
+    (1 and 2 MiB measured alike on Baby; 64 MiB blocks went through memory); at least 16 rows.
+    Wide ones (the 4096-d initial graphs; ``dim`` unknown): ~64 MiB blocks, since every block
+    streams the whole feature matrix through the product and small blocks would re-read it
+    (4096-d Baby: 74-row tiles were ~13% slower than 2,379-row blocks)."""
+    if dim is None or dim > _COPY_MAX_DIM:
+        return int(max(1, min(n_items, _BLOCK_FLOATS // max(n_items, 1))))
+    return int(max(1, min(n_items, max(_MIN_TILE_ROWS, _TILE_FLOATS // max(n_items, 1)))))
 
 
 def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
@@ -170,19 +186,187 @@ def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
 
 
 # -- candidates ------------------------------------------------------------------------
+GROUP = 16  # columns per group of the grouped pre-selection (:class:`_Selection`)
+SUPER = 8  # groups per super group (its second level)
+
+
+class _Selection:
+    """The ``m`` largest values of each row of similarity tiles, exact; ties at the m-th keep the smaller index.
+
+    Instead of one ``topk`` over the whole row (~2 ns per value at one thread): a tile of ``width``
+    = G * GROUP columns (padded with -inf) is viewed as GROUP strided slices of G columns, whose
+    element-wise maximum (vectorised) gives each group {c, c + G, c + 2G, ...} its maximum. The m
+    best values lie in the m groups with the largest maxima (each of them holds a value >= any
+    value outside them), so only those m * GROUP values go to ``topk``. A row is settled when its
+    (m+1)-th candidate is below its m-th and no group left out reaches the m-th; the other rows
+    (exact float32 ties at the boundary: zero rows, duplicate items; NaN) are listed by
+    :meth:`unsettled` and sorted stably by the caller, so ties keep the smaller index. Results
+    go straight into per-row buffers (``out=``): a tile costs a dozen small operations. With many
+    groups (Baby: 448) the group maxima are grouped the same way again (SUPER per super group), so
+    ``topk`` sees 56 + 104 + 208 values per row instead of 448 + 208 (the ``topk`` calls were
+    two thirds of the selection). Small catalogues (fewer than 2 (m+1) groups) use one ``topk``
+    over the row, same rule.
+    """
+
+    def __init__(self, n_rows: int, n: int, m: int, chunk: int, device, keep_values: bool = False):
+        self.n, self.m = n, m
+        self.grouped = n // GROUP >= 2 * (m + 1)
+        # two levels when the groups are many: their maxima are grouped again (SUPER strided slices)
+        self.two_level = self.grouped and n // (GROUP * SUPER) >= 2 * (m + 1)
+        per = GROUP * SUPER if self.two_level else GROUP
+        self.g = -(-n // per) * (per // GROUP)  # groups; a multiple of SUPER on two levels
+        self.width = self.g * GROUP if self.grouped else n
+        self.offsets = torch.arange(GROUP, device=device) * self.g
+        self.super_offsets = torch.arange(SUPER, device=device) * (self.g // SUPER)
+        rows = min(chunk, n_rows)  # per-tile buffers; per row only the columns and three bounds are kept
+        if self.grouped:
+            self.gmax = torch.empty(rows, self.g, device=device)
+            self.group_v = torch.empty(rows, m + 1, device=device)
+            self.group_i = torch.empty(rows, m + 1, dtype=torch.int64, device=device)
+        if self.two_level:
+            self.smax = torch.empty(rows, self.g // SUPER, device=device)
+            self.super_v = torch.empty(rows, m + 1, device=device)
+            self.super_i = torch.empty(rows, m + 1, dtype=torch.int64, device=device)
+        self.best_v = torch.empty(rows, m + 1, device=device)
+        self.best_j = torch.empty(rows, m + 1, dtype=torch.int64, device=device)
+        # per row: the m-th and (m+1)-th candidate values, the largest value outside the chosen groups
+        self.bounds = torch.full((n_rows, 3), -torch.inf, device=device)
+        self.cols = torch.empty(n_rows, m, dtype=torch.int64, device=device)
+        self.values = torch.empty(n_rows, m, device=device) if keep_values else None  # float32, best first
+
+    def take(self, tile: torch.Tensor, s: int) -> None:
+        """Select rows ``s ..`` from ``tile`` [rows, width] (padding and self already -inf)."""
+        nr, m = tile.shape[0], self.m
+        e = s + nr
+        best_v, best_j = self.best_v[:nr], self.best_j[:nr]
+        if not self.grouped:
+            torch.topk(tile, m + 1, dim=1, out=(best_v, best_j))
+            self.cols[s:e] = best_j[:, :m]
+            self.bounds[s:e, :2] = best_v[:, m - 1 :]
+            if self.values is not None:
+                self.values[s:e] = best_v[:, :m]
+            return
+        gmax, group_v, group_i = self.gmax[:nr], self.group_v[:nr], self.group_i[:nr]
+        torch.amax(tile.view(nr, GROUP, self.g), 1, out=gmax)
+        if self.two_level:  # the m best groups lie in the m super groups with the largest maxima
+            smax, super_v, super_i = self.smax[:nr], self.super_v[:nr], self.super_i[:nr]
+            torch.amax(gmax.view(nr, SUPER, self.g // SUPER), 1, out=smax)
+            torch.topk(smax, m + 1, dim=1, out=(super_v, super_i))
+            groups = (super_i[:, :m, None] + self.super_offsets).view(nr, m * SUPER)
+            torch.topk(gmax.gather(1, groups), m + 1, dim=1, out=(group_v, group_i))
+            best_groups = groups.gather(1, group_i[:, :m])
+            torch.maximum(group_v[:, m], super_v[:, m], out=self.bounds[s:e, 2])
+        else:
+            torch.topk(gmax, m + 1, dim=1, out=(group_v, group_i))
+            best_groups = group_i[:, :m]
+            self.bounds[s:e, 2] = group_v[:, m]
+        cols = (best_groups[:, :, None] + self.offsets).view(nr, m * GROUP)
+        torch.topk(tile.gather(1, cols), m + 1, dim=1, out=(best_v, best_j))
+        torch.gather(cols, 1, best_j[:, :m], out=self.cols[s:e])
+        self.bounds[s:e, :2] = best_v[:, m - 1 :]
+        if self.values is not None:
+            self.values[s:e] = best_v[:, :m]
+
+    def unsettled(self) -> torch.Tensor:
+        """Positions of the rows whose m best are not unique (a tie at the m-th value, or NaN)."""
+        mth = self.bounds[:, 0]
+        # the (m+1)-th candidate and everything outside the chosen groups must stay below the m-th
+        bad = ~(self.bounds[:, 1] < mth) | ~(self.bounds[:, 2] < mth)
+        return bad.nonzero().squeeze(1)
+
+
+def _stable_best(sims: torch.Tensor, m: int) -> torch.Tensor:
+    return torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :m]
+
+
+def _top_columns(tile: torch.Tensor, m: int) -> torch.Tensor:
+    """Columns of the ``m`` largest values of each row of ``tile`` (ties keep the smaller index)."""
+    nr, n = tile.shape
+    sel = _Selection(nr, n, m, nr, tile.device)
+    padded = torch.full((nr, sel.width), -torch.inf, device=tile.device)
+    padded[:, :n] = tile
+    sel.take(padded, 0)
+    bad = sel.unsettled()
+    sel.cols[bad] = _stable_best(tile[bad], m)
+    return sel.cols
+
+
 @torch.no_grad()
-def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m: int, chunk: int) -> torch.Tensor:
-    """The ``m`` most similar OTHER items of each of ``rows`` (exact, chunked)."""
-    out = torch.empty(rows.numel(), m, dtype=torch.int64, device=x.device)
-    for start in range(0, rows.numel(), chunk):
-        r = rows[start:start + chunk]
-        block = x[r] @ x.T
-        block *= inv[r, None]
-        block *= inv[None, :]
-        block[torch.arange(r.numel(), device=x.device), r] = -torch.inf  # self is handled outside
-        out[start:start + r.numel()] = torch.topk(block, m, dim=1).indices
-        del block
-    return out
+def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m: int, chunk: int,
+                      keep_values: bool = False):
+    """The ``m`` most similar OTHER items of each of ``rows`` (exact, in tiles of ``chunk`` rows).
+
+    With ``keep_values`` also their float32 scores ``x_r . x_c / |x_c|`` (best first; NaN for the
+    rows settled by the stable sort), for :func:`_decided_in_float32`.
+
+    Each tile is ``x_rows @ (x / |x|)^T``: a row's own norm is a positive factor that does not
+    change its order, so it is left out (one pass less over the tile). Narrow features
+    (<= ``_COPY_MAX_DIM``, LATTICE's learned 64-d; the copy at most 256 MiB) are normalised once
+    into a padded copy; wide ones are not copied (4096-d: 115 MiB on Baby), their tile is scaled by the column norms on
+    its way into the padded tile instead (one pass, small next to a 4096-deep product). Tiles of
+    the default size stay in a core's L2 cache from the product to the selection
+    (:class:`_Selection`); rows it leaves unsettled are recomputed and sorted stably, a tile at a
+    time. Candidates are float32; :func:`finalize` re-scores them in float64.
+    """
+    n, d = x.shape
+    nr_all = rows.numel()
+    sel = _Selection(nr_all, n, m, chunk, x.device, keep_values)
+    copy = d <= _COPY_MAX_DIM and n * d <= _COPY_MAX_FLOATS
+    if copy:
+        xs = torch.zeros(sel.width, d, device=x.device)
+        torch.mul(x, inv[:, None], out=xs[:n])
+    raw = None if copy or sel.width == n else torch.empty(min(chunk, nr_all), n, device=x.device)
+
+    def similarities(r: torch.Tensor, s: int, e: int, out: torch.Tensor) -> torch.Tensor:
+        """out [rows, width] = x_r . x_c / |x_c| (padding -inf, self left as it is)."""
+        xr = x[s:e] if r is None else x.index_select(0, r)
+        if copy:
+            torch.mm(xr, xs.T, out=out)
+        elif raw is None:
+            torch.mm(xr, x.T, out=out)
+            out.mul_(inv)
+        else:
+            part = raw[: out.shape[0]]
+            torch.mm(xr, x.T, out=part)
+            torch.mul(part, inv, out=out[:, :n])
+        if sel.width > n:
+            out[:, n:] = -torch.inf
+        return out
+
+    buf = torch.empty(min(chunk, nr_all), sel.width, device=x.device)
+    self_at = (torch.arange(nr_all, device=x.device) % chunk) * sel.width + rows  # self, flat in its tile
+    in_order = nr_all == n and bool((rows == torch.arange(n, device=rows.device)).all())
+    for s in range(0, nr_all, chunk):
+        e = min(s + chunk, nr_all)
+        tile = similarities(None if in_order else rows[s:e], s, e, buf[: e - s])
+        tile.view(-1)[self_at[s:e]] = -torch.inf  # self is handled outside
+        sel.take(tile, s)
+    bad = sel.unsettled()
+    for s in range(0, bad.numel(), chunk):  # rare: exact ties at the boundary (zero rows, duplicates), NaN
+        b = bad[s:s + chunk]
+        r = rows[b]
+        sims = similarities(r, 0, 0, buf[: b.numel()])[:, :n]
+        sims[torch.arange(r.numel(), device=x.device), r] = -torch.inf
+        sel.cols[b] = _stable_best(sims, m)
+        if keep_values:
+            sel.values[b] = torch.nan  # decided in float64
+    return (sel.cols, sel.values) if keep_values else sel.cols
+
+
+def _decided_in_float32(values: torch.Tensor, inv: torch.Tensor, dim: int, upto: int) -> torch.Tensor:
+    """Rows whose float32 candidate order over the first ``upto`` positions is provably the float64 one.
+
+    A float32 score of length ``dim`` is within (dim + 1) u |x_r| of the exact one (u = 2^-24; any
+    summation order, the column normalisation's rounding included), so where every adjacent gap,
+    scaled to cosines by ``inv``, exceeds twice that (with margin), :func:`finalize` would order
+    the candidates, and cut them, exactly as float32 does.
+    """
+    if upto < 2:
+        return torch.ones(values.shape[0], dtype=torch.bool, device=values.device)
+    v = values[:, :upto].double()
+    bound = 2 * ((dim + 2) * 2.0**-24 * 1.01 + 1e-12)
+    gaps = (v[:, :-1] - v[:, 1:]) * inv.double()[:, None]
+    return (gaps > bound).all(1)  # NaN (stably sorted rows) and zero rows (inv 0) are not decided
 
 
 def _normalised(x: torch.Tensor, inv: torch.Tensor, start: int, stop: int) -> np.ndarray:
@@ -301,7 +485,8 @@ def finalize(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, cand: torch
         r, c = rows[s:s + chunk].to(x.device), cand[s:s + chunk].to(x.device)
         valid = c >= 0
         cc = c.clamp_min(0)
-        dots = torch.einsum("rd,rmd->rm", x[r].double(), x[cc].double())
+        xc = x.index_select(0, cc.reshape(-1)).view(*cc.shape, -1).double()  # index_select: ~2x x[cc] here
+        dots = torch.bmm(x.index_select(0, r).double().unsqueeze(1), xc.transpose(1, 2)).squeeze(1)  # einsum's layout
         sim = dots * inv[r, None].double() * inv[cc].double()
         if include_self:
             sim[:, 0] = torch.inf  # self first, whatever its similarity (1, or 0 for a zero row)
@@ -335,8 +520,13 @@ def _recall(approx: torch.Tensor, exact: torch.Tensor, rows: torch.Tensor) -> fl
 # -- entry point -------------------------------------------------------------------------
 @torch.no_grad()
 def search_knn(features, k: int, include_self: bool = True, search: KnnSearch | None = None,
-               chunk_size: int | None = None) -> KnnResult:
-    """Top-k cosine neighbours of every row with the configured backend (see the module doc)."""
+               chunk_size: int | None = None, with_values: bool = True) -> KnnResult:
+    """Top-k cosine neighbours of every row with the configured backend (see the module doc).
+
+    ``with_values=False`` (torch backend; LATTICE's learned graph, whose edge values are recomputed
+    anyway): ``values`` is None and only the rows whose float32 order is not provably final
+    (:func:`_decided_in_float32`) are re-scored in float64; the indices are those of the full
+    re-scoring."""
     search = search or KnnSearch()
     x = as_float_tensor(features)
     n = x.shape[0]
@@ -348,10 +538,21 @@ def search_knn(features, k: int, include_self: bool = True, search: KnnSearch | 
     others = k_eff - 1 if include_self else k_eff
     m = min(n - 1, others + TIE_MARGIN)
     backend = search.resolve(n)
-    chunk = chunk_size or default_chunk_size(n)
+    chunk = chunk_size or default_chunk_size(n, x.shape[1])
     t0 = time.perf_counter()
     inv = _inverse_norms(x)
     rows = torch.arange(n, device=x.device)
+    if not with_values and backend == "torch" and m > 0:
+        cand, cvals = _torch_candidates(x, inv, rows, m, chunk, keep_values=True)
+        sure = _decided_in_float32(cvals, inv, x.shape[1], min(others + 1, m))
+        indices = torch.empty(n, k_eff, dtype=torch.int64, device=x.device)
+        if include_self:
+            indices[:, 0] = rows
+        indices[:, int(include_self):] = cand[:, :others]
+        unsure = (~sure).nonzero().squeeze(1)
+        if unsure.numel():
+            indices[unsure] = finalize(x, inv, unsure.cpu(), cand[unsure], k_eff, include_self)[1].to(x.device)
+        return KnnResult(None, indices, backend, time.perf_counter() - t0, params=search.spec(n))
     if m == 0:
         cand = torch.empty(n, 0, dtype=torch.int64)
     elif backend == "torch":
@@ -370,7 +571,7 @@ def search_knn(features, k: int, include_self: bool = True, search: KnnSearch | 
     if backend in APPROXIMATE and m > 0:
         sample = torch.from_numpy(np.sort(np.random.default_rng(search.seed + 1).choice(
             n, size=min(n, search.recall_sample), replace=False))).to(x.device)
-        exact_cand = _torch_candidates(x, inv, sample, m, default_chunk_size(n))
+        exact_cand = _torch_candidates(x, inv, sample, m, default_chunk_size(n, x.shape[1]))
         _, exact = finalize(x, inv, sample.cpu(), exact_cand, k_eff, include_self)
         result.recall = _recall(indices[sample.cpu()], exact, sample.cpu())
         result.recall_rows = int(sample.numel())

@@ -73,7 +73,7 @@ class DRAGONParams(ModelParams):
     user_weighting: Literal["softmax", "mean"] = "softmax"  # neighbour weights (code: user_aggr_mode)
     reg_weight: float = Field(1e-4, ge=0.0)  # L2 on batch preferences + fusion weights (grid 0.1 ... 1e-5)
     loss_log_base_2: bool = True  # -mean log2 sigmoid, as the authors' code
-    knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks)
+    knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks; ~2 MiB tiles up to 256-d)
     graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 

@@ -71,7 +71,7 @@ class FREEDOMParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of the modality-alignment BPR losses
     reg_form: Literal["none"] = "none"  # FREEDOM has no L2 penalty (neither has MMRec's code)
     train_features: bool = False  # true: train the raw feature tables as MMRec does (same curves, ~2x slower)
-    knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks)
+    knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB blocks; ~2 MiB tiles up to 256-d)
     graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text graph every N epochs
 
     @model_validator(mode="after")

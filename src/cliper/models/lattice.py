@@ -31,10 +31,18 @@ no dense N x N matrix ever exists (MMRec kept two dense N x N graphs and rebuilt
 every evaluation batch). Evaluation rebuilds the graph from the current weights once per
 pass (``self.cached``). Defaults follow MMRec's LATTICE.yaml.
 
+Speed (issue 13; docs/backbones/lattice.md#performance): the search runs in cache-sized tiles
+with a grouped exact selection (:mod:`cliper.graphs.knn_search`); the first batch of an epoch
+reuses the neighbour lists of the evaluation pass just before it when the projected features
+are bitwise the same (:meth:`LATTICE._neighbours`; same weights, no optimiser step between),
+recomputing only the differentiable edge values; the search returns indices only (float64
+re-scoring just for rows float32 cannot decide, ``topk_cosine(with_values=False)``); a fixed
+input is projected by oneDNN.
+
 Differences from MMRec's LATTICE (table on docs/backbones/lattice.md): feature tables are trained
 by default as there (``train_features``); the squared L2 divides by the actual batch size, MMRec's
 by ``train_batch_size`` (only an epoch's last batch differs); sparse N*k graphs, one build per
-evaluation pass, content-keyed kNN cache.
+evaluation pass, the evaluation's search reused by the next epoch's rebuild, content-keyed kNN cache.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ from cliper.models.fused_graphs import (
     refresh_fused_graphs,
     refuse_unreached_fusion,
 )
+from cliper.models.fused_ops import frozen_linear
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -73,21 +82,8 @@ class LATTICEParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # MMRec grid [0, 1e-5, 1e-4, 1e-3]
     ui_normalization: Literal["rw_self_loop", "sym"] = "rw_self_loop"  # D^-1(A+I) as MMRec, or D^-1/2 A D^-1/2
     train_features: bool = True  # train the raw feature tables, as MMRec does (they reach the learned graph once per epoch)
-    knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~64 MiB initial, ~16 MiB learned)
+    knn_chunk_size: PositiveInt | None = None  # rows per similarity block (None: ~2 MiB tiles for the 64-d learned graph, ~64 MiB blocks for raw features)
     graph_refresh_every: int = Field(5, ge=0)  # trainable fusion: rebuild the text initial graph every N epochs
-
-
-LEARNED_BLOCK_BYTES = 16 << 20  # similarity block of the learned graph's search when knn_chunk_size is None
-
-
-def learned_chunk_rows(n_items: int) -> int:
-    """Rows per similarity block of the learned graph's kNN search (rebuilt every epoch and pass).
-
-    Under glibc's 32 MiB mmap threshold a ~64 MiB block was mapped and page-faulted in anew for every
-    block; 16 MiB blocks are reused from the heap (LATTICE's Baby evaluation pass 1.6x -> 1.4x the
-    bare ranking operations, benchmarks/probe_eval.py). Row blocks do not change the neighbours.
-    """
-    return max(1, LEARNED_BLOCK_BYTES // (4 * max(n_items, 1)))
 
 
 def _rw_self_loop(train: sp.csr_matrix) -> sp.csr_matrix:
@@ -159,6 +155,9 @@ class LATTICE(Recommender):
         follow_fusion(self)  # the text initial graph of a trainable fusion (no-op otherwise)
         self._item_graph: SparseGraph | None = None  # detached graph reused within an epoch
         self._rebuild = True
+        self._fixed_input = {m: self.residuals is None and m not in self.fused_graphs.modalities for m in self.modal}
+        self._last_search: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # modality -> (z, neighbours)
+        self.search_reuses = 0  # searches answered from _last_search (a count for tests and probes)
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_embedding.weight)
@@ -185,6 +184,37 @@ class LATTICE(Recommender):
         self._rebuild = True
 
     # -- item-item graph -----------------------------------------------------------------
+    def _projected(self, m: str) -> torch.Tensor:
+        """L2-normalised W_m x_m + b_m, computed the same way in training and evaluation.
+
+        A fixed input (no trained table, no trainable fusion) is projected by oneDNN
+        (``fused_ops.frozen_linear``, the same kernel with and without gradient); a trained one
+        by ``F.linear``. So the evaluation pass and the next epoch's first batch, with the same
+        weights, give bitwise the same z, which is what lets :meth:`_neighbours` reuse the search.
+        """
+        lin = self.projections[m]
+        x = modal_features(self.features, self.residuals, m)
+        project = frozen_linear if self._fixed_input[m] else F.linear
+        return F.normalize(project(x, lin.weight, lin.bias), dim=1)
+
+    def _neighbours(self, m: str, z: torch.Tensor) -> torch.Tensor:
+        """Top-k cosine neighbours [N, k] of z (no gradient).
+
+        The first training batch of an epoch reuses the search of the pass before it when z is
+        bitwise the same (the search is a deterministic function of z): the end-of-epoch
+        evaluation and the next epoch's rebuild see the same weights, no optimiser step between.
+        A changed weight, an edit through ``.data`` or a loaded checkpoint changes z and searches
+        afresh. Evaluation passes always search, so a pass costs what it costs after an epoch.
+        """
+        zd = z.detach()
+        hit = self._last_search.get(m)
+        if self.training and hit is not None and hit[0].shape == zd.shape and torch.equal(hit[0], zd):
+            self.search_reuses += 1
+            return hit[1]
+        _, idx = topk_cosine(zd, self.params.knn_k, self.params.knn_chunk_size, with_values=False)
+        self._last_search[m] = (zd.clone(), idx)
+        return idx
+
     def learned_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Edges of (1-lambda) D^-1/2 (sum_m a_m S~_m) D^-1/2 (the learned part) and the weights a."""
         p = self.params
@@ -192,14 +222,14 @@ class LATTICE(Recommender):
         alpha = torch.softmax(self.modal_weight, 0)
         rows, cols, vals = [], [], []
         for j, m in enumerate(self.modal):
-            z = F.normalize(self.projections[m](modal_features(self.features, self.residuals, m)), dim=1)
-            _, idx = topk_cosine(z.detach(), p.knn_k, p.knn_chunk_size or learned_chunk_rows(n))  # no gradient
-            r = torch.arange(n, device=z.device).repeat_interleave(idx.shape[1])
-            c = idx.reshape(-1)
-            rows.append(r)
-            cols.append(c)
-            # differentiable similarities of the kept edges only
-            vals.append(alpha[j] * (z.index_select(0, r) * z.index_select(0, c)).sum(1))
+            z = self._projected(m)
+            idx = self._neighbours(m, z)
+            kk = idx.shape[1]
+            rows.append(torch.arange(n, device=z.device).repeat_interleave(kk))
+            cols.append(idx.reshape(-1))
+            # differentiable similarities of the kept edges only: [N, k, d] x [N, d, 1]
+            sims = torch.bmm(z.index_select(0, cols[-1]).view(n, kk, -1), z.unsqueeze(2)).view(-1)
+            vals.append(alpha[j] * sims)
         r, c, v = torch.cat(rows), torch.cat(cols), torch.cat(vals)
         deg = torch.zeros(n, dtype=v.dtype, device=v.device).index_add(0, r, v)
         d = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))

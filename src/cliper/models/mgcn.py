@@ -70,7 +70,7 @@ class MGCNParams(ModelParams):
     cl_temperature: float = Field(0.2, gt=0.0)  # InfoNCE temperature (hard-coded 0.2 by the authors)
     reg_weight: float = Field(1e-4, ge=0.0)  # weight of (1/2) squared L2 of the batch representations
     train_features: bool = False  # the authors train the raw feature tables; off by default (see docs)
-    knn_chunk_size: int | None = Field(None, gt=0)  # rows per similarity block (None: ~64 MiB blocks)
+    knn_chunk_size: int | None = Field(None, gt=0)  # rows per similarity block (None: ~64 MiB blocks; ~2 MiB tiles up to 256-d)
     graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 

@@ -79,7 +79,7 @@ class SMOREParams(ModelParams):
     reg_weight: float = Field(1e-4, ge=0.0)  # L2 on the batch's final embeddings
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout on the preference gates (code: dropout_rate)
     train_features: bool = False  # the code trains the raw feature tables; off by default (see docs)
-    knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks)
+    knn_chunk_size: int | None = Field(None, ge=1)  # rows per similarity block (None: ~64 MiB blocks; ~2 MiB tiles up to 256-d)
     graph_refresh_every: int = Field(1, ge=0)  # trainable fusion: rebuild the text kNN graph every N epochs
 
 
