@@ -177,9 +177,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return _onednn_nt(x, weight, bias)
 
 
-frozen_linear = linear  # the former name (a fixed input was its only case)
-
-
 def onednn_unavailable() -> bool:
     """True once the probe found no usable oneDNN linear kernel (False before it ran)."""
     return _ONEDNN is False

@@ -66,7 +66,7 @@ from cliper.models.fused_graphs import (
     refresh_fused_graphs,
     refuse_unreached_fusion,
 )
-from cliper.models.fused_ops import frozen_linear
+from cliper.models.fused_ops import linear as fused_linear
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
 from cliper.models.modal import feature_residuals, modal_features, present_modalities
 from cliper.models.registry import register
@@ -155,7 +155,6 @@ class LATTICE(Recommender):
         follow_fusion(self)  # the text initial graph of a trainable fusion (no-op otherwise)
         self._item_graph: SparseGraph | None = None  # detached graph reused within an epoch
         self._rebuild = True
-        self._fixed_input = {m: self.residuals is None and m not in self.fused_graphs.modalities for m in self.modal}
         self._last_search: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # modality -> (z, neighbours)
         self.search_reuses = 0  # searches answered from _last_search (a count for tests and probes)
 
@@ -187,15 +186,13 @@ class LATTICE(Recommender):
     def _projected(self, m: str) -> torch.Tensor:
         """L2-normalised W_m x_m + b_m, computed the same way in training and evaluation.
 
-        A fixed input (no trained table, no trainable fusion) is projected by oneDNN
-        (``fused_ops.frozen_linear``, the same kernel with and without gradient); a trained one
-        by ``F.linear``. So the evaluation pass and the next epoch's first batch, with the same
+        By oneDNN (``fused_ops.linear``: the same kernel with and without gradient, for a fixed or
+        a trained input), so the evaluation pass and the next epoch's first batch, with the same
         weights, give bitwise the same z, which is what lets :meth:`_neighbours` reuse the search.
         """
         lin = self.projections[m]
         x = modal_features(self.features, self.residuals, m)
-        project = frozen_linear if self._fixed_input[m] else F.linear
-        return F.normalize(project(x, lin.weight, lin.bias), dim=1)
+        return F.normalize(fused_linear(x, lin.weight, lin.bias), dim=1)
 
     def _neighbours(self, m: str, z: torch.Tensor) -> torch.Tensor:
         """Top-k cosine neighbours [N, k] of z (no gradient).
