@@ -76,6 +76,11 @@ SECTIONS = {
                                "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,bm3,slmrec,"
                                "dualgnn,mmgcn,grcn,mgcn,lgmrec,dragon,smore --datasets baby --epochs 1 --evals 1 "
                                "--threads 1 --timeout 1200 --name models_issue13_r3_baby"),
+    "models_issue13_r3_baby_3ep": ("The backbones with MMRec figures on Baby, three epochs each (s/epoch is their "
+                                   "mean) and two valid passes, quiet machine (load about 1: this run alone)",
+                                   "python benchmarks/bench_models.py --models lightgcn,vbpr,freedom,slmrec,dualgnn,"
+                                   "mmgcn --datasets baby --epochs 3 --evals 2 --threads 1 --timeout 1200 "
+                                   "--name models_issue13_r3_baby_3ep"),
     "models_issue13_r3_lattice": ("LATTICE on Baby and Sports after the third round (tiled exact kNN search, the "
                                   "first batch reusing the last pass's search)",
                                   "python benchmarks/bench_models.py --models lattice --datasets baby,sports --epochs 1 "
