@@ -36,8 +36,8 @@ with a grouped exact selection (:mod:`cliper.graphs.knn_search`); the first batc
 reuses the neighbour lists of the evaluation pass just before it when the projected features
 are bitwise the same (:meth:`LATTICE._neighbours`; same weights, no optimiser step between),
 recomputing only the differentiable edge values; the search returns indices only (float64
-re-scoring just for rows float32 cannot decide, ``topk_cosine(with_values=False)``); a fixed
-input is projected by oneDNN.
+re-scoring just for rows float32 cannot decide, ``topk_cosine(with_values=False)``); the
+projections run by oneDNN (``fused_ops.linear``), the same kernel in training and evaluation.
 
 Differences from MMRec's LATTICE (table on docs/backbones/lattice.md): feature tables are trained
 by default as there (``train_features``); the squared L2 divides by the actual batch size, MMRec's
