@@ -59,3 +59,20 @@ def test_bf16_autocast_matches_autocast_of_the_plain_path():
     assert abs(float(fast.detach()) - float(plain.detach())) < 1e-3
     rel = (fast_grad - model.projection.weight.grad).norm() / model.projection.weight.grad.norm()
     assert rel < 2e-2
+
+
+def test_bf16_rows_follow_an_in_place_change_of_the_tables():
+    """Under autocast the rows come from a bf16 copy of each table, cast once and made again after
+    the table changes in place (layers.CastCopy)."""
+    model = build("vbpr").train()
+    rows = torch.tensor([0, 3, 5])
+    image = model.features.get("image")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = [b.clone() for b in model._gather(rows, torch.bfloat16)]
+        assert all(b.dtype == torch.bfloat16 for b in first)
+        with torch.no_grad():
+            image.mul_(2.0)
+        again = model._gather(rows, torch.bfloat16)
+    i = model.used.index("image")
+    assert torch.equal(again[i], image[rows].to(torch.bfloat16))
+    assert not torch.equal(again[i], first[i])

@@ -54,6 +54,28 @@ class KeptRows:
         self._buffers.clear()
 
 
+class CastCopy:
+    """A fixed tensor in another dtype, cast once and reused while the tensor (the same object,
+    its in-place version) and the dtype stay the same.
+
+    Autocast casts a non-parameter input on every call (Baby's 4096-d image table: 115 MB read,
+    58 MB written per batch); MMGCN's projected features and VBPR's gathered rows take the cast
+    copy instead. The old copy is freed before the new one is made.
+    """
+
+    def __init__(self):
+        self._key: tuple | None = None
+        self._copy: torch.Tensor | None = None
+
+    def get(self, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        key = self._key
+        if key is None or key[0] is not tensor or key[1] != tensor._version or key[2] != dtype:
+            self._copy = None
+            self._copy = tensor.detach().to(dtype)
+            self._key = (tensor, tensor._version, dtype)
+        return self._copy
+
+
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Bayesian personalised ranking loss, -mean log sigmoid(pos - neg) (Rendle et al., UAI 2009)."""
     return -torch.nn.functional.logsigmoid(pos_scores - neg_scores).mean()

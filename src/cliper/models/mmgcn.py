@@ -57,7 +57,7 @@ from cliper.graphs.adjacency import SparseGraph, sparse_mm
 from cliper.models import fused_ops
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.fused_ops import linear as fused_linear
-from cliper.models.layers import bpr_loss, l2_penalty, row_normalize
+from cliper.models.layers import CastCopy, bpr_loss, l2_penalty, row_normalize
 from cliper.models.registry import register
 
 
@@ -213,8 +213,7 @@ class ModalityGCN(nn.Module):
         self._item_cache: torch.Tensor | None = None
         self._user_key: tuple | None = None  # (preference, its version, block) the constants below come from
         self._user_cache: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._cast_key: tuple | None = None  # (features, version, dtype) of the autocast copy
-        self._cast_cache: torch.Tensor | None = None
+        self._cast = CastCopy()  # the frozen features in autocast's dtype
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -239,12 +238,7 @@ class ModalityGCN(nn.Module):
         dtype = torch.get_autocast_dtype(kind)
         if features.dtype == dtype or not features.is_floating_point():
             return features
-        key = self._cast_key
-        if key is None or key[0] is not features or key[1] != features._version or key[2] != dtype:
-            self._cast_cache = None  # free the old copy before making the new one
-            self._cast_cache = features.detach().to(dtype)
-            self._cast_key = (features, features._version, dtype)
-        return self._cast_cache
+        return self._cast.get(features, dtype)
 
     def item_input(self, features: torch.Tensor) -> torch.Tensor:
         """Normalised item rows of the layer-1 input: projected features, or the raw ones.

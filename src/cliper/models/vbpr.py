@@ -24,7 +24,7 @@ from torch import nn
 
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.fused_ops import matmul_nt, weight_grad
-from cliper.models.layers import KeptRows, bpr_loss, l2_penalty
+from cliper.models.layers import CastCopy, KeptRows, bpr_loss, l2_penalty
 from cliper.models.registry import register
 
 
@@ -98,7 +98,7 @@ class VBPR(Recommender):
         self.item_embedding = nn.Embedding(self.n_items, d)  # gamma_i
         self.projection = nn.Linear(in_dim, d)  # E (with a bias, as in MMRec)
         self._rows_buffers = KeptRows()  # _GatherProject's gathered rows, kept between batches
-        self._low_tables: dict[str, torch.Tensor] = {}  # bf16 copies of the tables under autocast
+        self._low_tables = {m: CastCopy() for m in self.used}  # the tables in autocast's dtype
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -140,10 +140,7 @@ class VBPR(Recommender):
         for m in self.used:
             table = self.features.get(m)
             if dtype is not None and dtype != table.dtype:
-                low = self._low_tables.get(m)
-                if low is None or low.dtype != dtype or low.device != table.device:
-                    low = self._low_tables[m] = table.detach().to(dtype)
-                table = low
+                table = self._low_tables[m].get(table, dtype)
             buf = self._rows_buffers.get(m, rows.shape[0], table, self.n_items)
             out.append(torch.index_select(table, 0, rows, out=buf))
         return out
