@@ -306,29 +306,26 @@ class BipartiteGraph(SparseGraph):
         self._split()
 
     def _split(self) -> None:
-        crow, col, val = self.matrix.crow_indices(), self.matrix.col_indices(), self.matrix.values()
-        nu, ni = self.n_users, self.shape[0] - self.n_users
-        cut = int(crow[nu])
+        self.users_part, self.items_part = self._halves(self.matrix, self.n_users)
+
+    def _halves(self, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A CSR block of A's rows whose first ``k`` are user rows, as (those ``k`` rows, a block of R
+        with item column indices; the rest, a block of R^T with user column indices)."""
+        crow, col, val = rows.crow_indices(), rows.col_indices(), rows.values()
+        nu = self.n_users
+        cut = int(crow[k])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            self.users_part = torch.sparse_csr_tensor(crow[: nu + 1], col[:cut] - nu, val[:cut], size=(nu, ni))
-            self.items_part = torch.sparse_csr_tensor(crow[nu:] - cut, col[cut:], val[cut:], size=(ni, nu))
+            of_users = torch.sparse_csr_tensor(crow[: k + 1], col[:cut] - nu, val[:cut], size=(k, self.shape[0] - nu))
+            of_items = torch.sparse_csr_tensor(crow[k:] - cut, col[cut:], val[cut:], size=(rows.shape[0] - k, nu))
+        return of_users, of_items
 
     def row_blocks(self, users: torch.Tensor, items: torch.Tensor, transpose: bool = False
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """CSR tensors of ``R[users]`` (item indices), ``R^T[items]`` (user indices) and, with ``transpose``,
         ``A[rows]^T`` ([N, len(rows)], rows = users then items + n_users); one scipy slice of A."""
-        nu = self.n_users
-        block, block_t = self.row_block(torch.cat([users, items + nu]), transpose)
-        crow, col, val = block.crow_indices(), block.col_indices(), block.values()
-        k = users.numel()
-        cut = int(crow[k])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            of_users = torch.sparse_csr_tensor(crow[: k + 1], col[:cut] - nu, val[:cut],
-                                               size=(k, self.shape[0] - nu))
-            of_items = torch.sparse_csr_tensor(crow[k:] - cut, col[cut:], val[cut:], size=(items.numel(), nu))
-        return of_users, of_items, block_t
+        block, block_t = self.row_block(torch.cat([users, items + self.n_users]), transpose)
+        return (*self._halves(block, users.numel()), block_t)
 
     def to(self, device: torch.device | str) -> "BipartiteGraph":
         super().to(device)
@@ -343,8 +340,10 @@ class BipartiteGraph(SparseGraph):
 
 
 def _bipartite_rows(graph: BipartiteGraph, x_u: torch.Tensor, x_i: torch.Tensor, n_layers: int,
-                    users: torch.Tensor, items: torch.Tensor, of_users: torch.Tensor, of_items: torch.Tensor):
-    """:func:`_layer_sum_rows` by halves: layers 1..L-1 in full, the last for the rows' blocks."""
+                    users: torch.Tensor, items: torch.Tensor, of_users: torch.Tensor, of_items: torch.Tensor,
+                    mean: bool):
+    """:func:`_layer_sum_rows` by halves: layers 1..L-1 in full, the last for the rows' blocks
+    (``mean``: the sums divided by L + 1)."""
     mm = graph.mm
     xu_rows, xi_rows = x_u.index_select(0, users), x_i.index_select(0, items)
     out_u, out_i, layer_u, layer_i = xu_rows, xi_rows, x_u, x_i
@@ -356,6 +355,9 @@ def _bipartite_rows(graph: BipartiteGraph, x_u: torch.Tensor, x_i: torch.Tensor,
             term_u, term_i = layer_u.index_select(0, users), layer_i.index_select(0, items)
         out_u = out_u + term_u if k == 0 else out_u.add_(term_u)
         out_i = out_i + term_i if k == 0 else out_i.add_(term_i)
+    if mean:  # n_layers >= 1 here, so out_* are new tensors, not the input rows
+        out_u.div_(n_layers + 1)
+        out_i.div_(n_layers + 1)
     return out_u, out_i, xu_rows, xi_rows
 
 
@@ -370,11 +372,7 @@ class _BipartiteRows(torch.autograd.Function):
         of_users, of_items, block_t = graph.row_blocks(users, items, transpose=True)
         ctx.graph, ctx.mm, ctx.block_t, ctx.n_layers, ctx.mean = graph, graph.mm, block_t, n_layers, mean
         ctx.save_for_backward(users, items)
-        out_u, out_i, xu_rows, xi_rows = _bipartite_rows(graph, x_u, x_i, n_layers, users, items, of_users, of_items)
-        if mean:
-            out_u.div_(n_layers + 1)
-            out_i.div_(n_layers + 1)
-        return out_u, out_i, xu_rows, xi_rows
+        return _bipartite_rows(graph, x_u, x_i, n_layers, users, items, of_users, of_items, mean)
 
     @staticmethod
     def backward(ctx, grad_u, grad_i, grad_xu_rows, grad_xi_rows):  # type: ignore[override]
@@ -408,11 +406,7 @@ def propagate_bipartite_rows(graph: BipartiteGraph, x_u: torch.Tensor, x_i: torc
         if torch.is_grad_enabled() and (x_u.requires_grad or x_i.requires_grad):
             return _BipartiteRows.apply(x_u, x_i, graph, n_layers, users, items, mean)
         of_users, of_items, _ = graph.row_blocks(users, items)
-        out_u, out_i, xu_rows, xi_rows = _bipartite_rows(graph, x_u, x_i, n_layers, users, items, of_users, of_items)
-        if mean:
-            out_u.div_(n_layers + 1)
-            out_i.div_(n_layers + 1)
-        return out_u, out_i, xu_rows, xi_rows
+        return _bipartite_rows(graph, x_u, x_i, n_layers, users, items, of_users, of_items, mean)
 
 
 def normalized_bipartite(train: sp.csr_matrix, add_self_loops: bool = False) -> sp.csr_matrix:
