@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cliper.graphs.knn import topk_cosine
-from cliper.graphs.knn_search import GROUP, SUPER, _Selection, _top_columns
+from cliper.graphs.knn_search import GROUP, SUPER, _Selection, _stable_best
 
 TWO_LEVEL = GROUP * SUPER * 30 + 7  # group maxima grouped again, with padding
 
@@ -16,6 +16,19 @@ TWO_LEVEL = GROUP * SUPER * 30 + 7  # group maxima grouped again, with padding
 def _reference(tile: torch.Tensor, m: int) -> np.ndarray:
     """The m best columns per row by (value desc, index asc), from a stable full sort."""
     return np.argsort(-tile.double().numpy(), axis=1, kind="stable")[:, :m]
+
+
+def _top_columns(tile: torch.Tensor, m: int) -> torch.Tensor:
+    """Columns of the ``m`` largest values of each row of ``tile`` by one _Selection as the search
+    runs it: a padded tile, its settled rows, and the unsettled ones sorted stably."""
+    nr, n = tile.shape
+    sel = _Selection(nr, n, m, nr, tile.device)
+    padded = torch.full((nr, sel.width), -torch.inf, device=tile.device)
+    padded[:, :n] = tile
+    sel.take(padded, 0)
+    bad = sel.unsettled()
+    sel.cols[bad] = _stable_best(tile[bad], m)
+    return sel.cols
 
 
 def _as_sets(idx) -> list[set]:

@@ -279,18 +279,6 @@ def _stable_best(sims: torch.Tensor, m: int) -> torch.Tensor:
     return torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :m]
 
 
-def _top_columns(tile: torch.Tensor, m: int) -> torch.Tensor:
-    """Columns of the ``m`` largest values of each row of ``tile`` (ties keep the smaller index)."""
-    nr, n = tile.shape
-    sel = _Selection(nr, n, m, nr, tile.device)
-    padded = torch.full((nr, sel.width), -torch.inf, device=tile.device)
-    padded[:, :n] = tile
-    sel.take(padded, 0)
-    bad = sel.unsettled()
-    sel.cols[bad] = _stable_best(tile[bad], m)
-    return sel.cols
-
-
 @torch.no_grad()
 def _torch_candidates(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, m: int, chunk: int,
                       keep_values: bool = False):
