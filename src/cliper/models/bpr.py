@@ -15,7 +15,7 @@ from pydantic import NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
-from cliper.models.layers import bpr_loss, l2_penalty
+from cliper.models.layers import pair_rows_loss
 from cliper.models.registry import register
 
 
@@ -42,11 +42,10 @@ class BPR(Recommender):
         nn.init.xavier_normal_(self.item_embedding.weight)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        u = self.user_embedding(batch.users)
-        # one lookup of (pos, neg): its backward fills and scatters into one item-table buffer, not two
-        p, n = self.item_embedding(torch.cat([batch.pos_items, batch.neg_items])).split(batch.pos_items.shape[0])
-        loss = bpr_loss((u * p).sum(1), (u * n).sum(1))
-        return loss + self.params.reg_weight * l2_penalty(self.params.reg_form, u, p, n)
+        # one node for the lookups, the scores, BPR and the penalty (layers.pair_rows_loss)
+        return pair_rows_loss(self.user_embedding.weight, self.item_embedding.weight, batch.users,
+                              torch.cat([batch.pos_items, batch.neg_items]), self.params.reg_form,
+                              self.params.reg_weight)
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_embedding.weight, self.item_embedding.weight

@@ -113,6 +113,78 @@ def l2_penalty(form: str, *tensors: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown reg_form {form!r}; expected one of {list(REG_FORMS)}")
 
 
+def _penalty_factors(form: str, sums: tuple[torch.Tensor, ...], b: int, d: int):
+    """(penalty, per-tensor gradient factors) of :func:`l2_penalty` from each tensor's sum of squares:
+    d penalty / d t = factor_t * t."""
+    if form == "norm":  # sum_t ||t||_F / B; d||t||/dt = t / ||t|| (0 at t = 0, as autograd's norm)
+        return (sum(s.sqrt() for s in sums) / b,
+                [torch.where(s > 0, 1 / (b * s.sqrt()), 0.0) for s in sums])
+    if form == "squared":  # sum_t ||t||^2 / 2B
+        return sum(sums) / (2.0 * b), [sums[0].new_tensor(1.0 / b)] * len(sums)
+    if form == "mean":  # sum_t mean(t^2) = sum_t ||t||^2 / (B d)
+        return sum(s / (b * d) for s in sums), [sums[0].new_tensor(2.0 / (b * d))] * len(sums)
+    raise ValueError(f"unknown reg_form {form!r}; expected one of {list(REG_FORMS)}")
+
+
+class _PairRowsLoss(torch.autograd.Function):
+    """:func:`pair_rows_loss` as one autograd node.
+
+    Autograd's form of BPR plus the penalty is about twenty small nodes per batch (two lookups,
+    the concatenation and the split of the item rows, three norms with their masked backward
+    divisions, the products and sums of the scores); here the forward keeps the gathered rows and
+    the backward writes each row's whole gradient (its BPR term plus its penalty term) with one
+    ``index_add_`` per table. Same maths; sums taken in another order (float rounding).
+    """
+
+    @staticmethod
+    def forward(ctx, users_table, item_rows, users, where, form: str, reg_weight: float):  # type: ignore[override]
+        b = users.numel()
+        u = users_table.index_select(0, users)
+        pn = item_rows.index_select(0, where)
+        p, q = pn[:b], pn[b:]
+        diff = (u * p).sum(1) - (u * q).sum(1)
+        loss = -torch.nn.functional.logsigmoid(diff).mean()
+        reg, factors = _penalty_factors(form, (u.pow(2).sum(), p.pow(2).sum(), q.pow(2).sum()), b, u.shape[1])
+        ctx.save_for_backward(u, pn, diff, users, where)
+        ctx.factors = [reg_weight * f for f in factors]
+        ctx.shapes = (users_table.shape, item_rows.shape)
+        return loss + reg_weight * reg
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        u, pn, diff, users, where = ctx.saved_tensors
+        b = users.numel()
+        f_u, f_p, f_q = (grad * f for f in ctx.factors)
+        c = (torch.sigmoid(-diff) * (-grad / b)).unsqueeze(1)  # d(-mean logsigmoid(diff)) / d diff
+        p, q = pn[:b], pn[b:]
+        g_users = g_items = None
+        if ctx.needs_input_grad[0]:
+            rows = torch.sub(p, q).mul_(c).add_(u * f_u)
+            g_users = u.new_zeros(ctx.shapes[0]).index_add_(0, users, rows)
+        if ctx.needs_input_grad[1]:
+            g_pn = torch.empty_like(pn)
+            torch.mul(u, c, out=g_pn[:b]).add_(p * f_p)
+            torch.mul(u, c.neg(), out=g_pn[b:]).add_(q * f_q)
+            g_items = pn.new_zeros(ctx.shapes[1]).index_add_(0, where, g_pn)
+        return g_users, g_items, None, None, None, None
+
+
+def pair_rows_loss(users_table: torch.Tensor, item_rows: torch.Tensor, users: torch.Tensor, where: torch.Tensor,
+                   form: str, reg_weight: float) -> torch.Tensor:
+    """``bpr_loss(<u, p>, <u, q>) + reg_weight * l2_penalty(form, u, p, q)`` with u = users_table[users],
+    p = item_rows[where[:B]], q = item_rows[where[B:]] (B = len(users)): a matrix-factorisation style
+    BPR batch read from a user table and a block of item rows (BPR's item table; VBPR's distinct
+    items' [gamma_i ; E f_i]), in one autograd node (:class:`_PairRowsLoss`)."""
+    if where.numel() != 2 * users.numel():
+        raise ValueError(f"where needs 2 x {users.numel()} item positions (positives, then negatives), got {where.numel()}")
+    if users_table.dtype != item_rows.dtype:
+        u = users_table.index_select(0, users)
+        p, q = item_rows.index_select(0, where).split(users.numel())
+        return bpr_loss((u * p).sum(1), (u * q).sum(1)) + reg_weight * l2_penalty(form, u, p, q)
+    return _PairRowsLoss.apply(users_table, item_rows, users, where, form, float(reg_weight))
+
+
 class _RowNormalize(torch.autograd.Function):
     """``F.normalize(x, dim=1)`` with a hand-written backward: dx = (dy - y <dy, y>) / max(|x|, eps).
 

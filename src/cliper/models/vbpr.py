@@ -24,7 +24,7 @@ from torch import nn
 
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.fused_ops import matmul_nt, weight_grad
-from cliper.models.layers import CastCopy, KeptRows, bpr_loss, l2_penalty
+from cliper.models.layers import CastCopy, KeptRows, bpr_loss, l2_penalty, pair_rows_loss
 from cliper.models.registry import register
 
 
@@ -88,6 +88,7 @@ class VBPR(Recommender):
     modalities = ("image", "text")
     min_modalities = 1
     gather_project = True  # _GatherProject in training (False: the autograd path; benchmarks A/B it)
+    pair_loss = True  # layers.pair_rows_loss without dropout (False: the autograd expression; A/B)
 
     def __init__(self, ctx: ModelContext, params: VBPRParams):
         super().__init__(ctx, params)
@@ -154,6 +155,11 @@ class VBPR(Recommender):
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         p_drop = self.params.dropout if self.training else 0.0
+        if p_drop == 0.0 and self.pair_loss:  # the loss and penalty from the distinct items' rows in one node
+            uniq, where = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
+            rows = torch.cat([self.item_embedding(uniq), self.project(uniq)], 1)
+            return pair_rows_loss(self.user_embedding.weight, rows, batch.users, where,
+                                  self.params.reg_form, self.params.reg_weight)
         n = batch.pos_items.shape[0]
         items = self.item_vectors(torch.cat([batch.pos_items, batch.neg_items]))
         u = nn.functional.dropout(self.user_embedding(batch.users), p_drop, self.training)
