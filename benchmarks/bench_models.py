@@ -33,7 +33,12 @@ dim`` is the same bare ops at the model's own width, ``x bare cpu own dim`` = ev
 model's width). The bare ops stay the plain per-chunk ``@`` of the issue; the evaluator writes its
 score chunks into one buffer per pass in cache-sized tiles (:class:`cliper.evaluation.Evaluator`),
 so the ranking is BELOW the bare ops (``benchmarks/probe_eval.py`` times the bare ops run that way
-too, ``bare64_tiled``).
+too, ``bare64_tiled``). A pass may also have to run searches of its own: LATTICE rebuilds its learned
+item graph at every pass (as MMRec does), an exact kNN over all items per modality whose arithmetic on
+Sports is as large as the ranking's. ``bare search cpu s`` times those searches done plainly (chunked
+cosine products and ``topk``), and ``x own bare cpu`` = eval cpu s / (bare cpu s own dim + bare search
+cpu s): the pass against the bare operations of its own arithmetic (for every other model the same as
+``x bare cpu own dim``).
 
 Features are SEEDED RANDOM (4096-d image + 384-d text by default, the widths of MMRec's
 features; ``--clip`` for 768/768), never real features: figures are for speed and memory
@@ -143,6 +148,30 @@ def bare_eval_ops(evaluator, n_users: int, n_items: int, dim: int = BARE_DIM) ->
     return time.perf_counter() - t
 
 
+def pass_searches(model) -> list[tuple[int, int, int]]:
+    """(items, width, k) of each exact kNN search a valid pass of ``model`` runs on its own: LATTICE
+    rebuilds its learned item graph from the projected features at every pass (as MMRec's
+    ``full_sort_predict(build_item_graph=True)``), one search per modality. Other models: none."""
+    if getattr(model, "name", None) != "lattice":
+        return []
+    return [(model.n_items, model.params.feat_embed_dim, model.params.knn_k)] * len(model.modal)
+
+
+def bare_search_ops(searches: list[tuple[int, int, int]], chunk: int = 4096) -> float:
+    """Seconds of the plain exact search of each (items, width, k): chunked cosine products of random
+    unit rows against all rows and ``topk``, the search's minimum work."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    t = time.perf_counter()
+    with torch.no_grad():
+        for n, d, k in searches:
+            x = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1)
+            for s in range(0, n, chunk):
+                torch.topk(x[s : s + chunk] @ x.T, min(k, n), dim=1)
+    return time.perf_counter() - t
+
+
 def _cpu_seconds(fn, *args) -> float:
     t = time.process_time()
     fn(*args)
@@ -229,8 +258,11 @@ def worker(args) -> dict:
         bare_cpu.append(time.process_time() - c)
     bare_own_cpu = bare_cpu if width == BARE_DIM else [_cpu_seconds(bare_eval_ops, evaluator, data.n_users,
                                                                      data.n_items, width) for _ in range(args.evals)]
+    searches = pass_searches(model)
+    search_cpu = [_cpu_seconds(bare_search_ops, searches) for _ in range(args.evals)] if searches else [0.0]
     eval_s, bare_s = sum(evals) / len(evals), sum(bare) / len(bare)
     eval_cpu, bare_own = sum(evals_cpu) / len(evals_cpu), sum(bare_own_cpu) / len(bare_own_cpu)
+    search_s = sum(search_cpu) / len(search_cpu)
     repr_s, rank_s = sum(reps) / len(reps), sum(ranks) / len(ranks)
     return {
         "dataset": args.dataset, "model": args.model, "users": data.n_users, "items": data.n_items,
@@ -242,6 +274,7 @@ def worker(args) -> dict:
         "bare_cpu_s": sum(bare_cpu) / len(bare_cpu), "x_bare_cpu": sum(evals_cpu) / sum(bare_cpu),
         "repr_cpu_s": repr_s, "rank_cpu_s": rank_s, "score_dim": width, "bare_own_cpu_s": bare_own,
         "x_bare_own_cpu": eval_cpu / bare_own, "rank_x_bare_own_cpu": rank_s / bare_own,
+        "bare_search_cpu_s": search_s, "x_own_bare_cpu": eval_cpu / (bare_own + search_s),
         "peak_rss_gib": peak / 1024, "base_rss_gib": base_rss / 1024,
         "loaded_features": uses_features(cfg), "last_loss": losses[-1] if losses else None, "valid_recall@20": recall,
     }
@@ -279,7 +312,7 @@ def run_one(args, dataset: str, path: Path, model: str) -> dict:
 
 COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "cpu s/epoch", "s/eval", "bare s", "x bare", "x bare cpu", "eval cpu s",
            "repr cpu s", "rank cpu s", "score dim", "bare cpu s own dim", "x bare cpu own dim", "rank / bare cpu own dim",
-           "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec",
+           "bare search cpu s", "x own bare cpu", "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec",
            "train x MMRec", "train x MMRec cpu"]
 
 
@@ -299,6 +332,7 @@ def result_row(r: dict) -> dict:
         "repr cpu s": _r(r.get("repr_cpu_s")), "rank cpu s": _r(r.get("rank_cpu_s")), "score dim": r.get("score_dim"),
         "bare cpu s own dim": _r(r.get("bare_own_cpu_s")), "x bare cpu own dim": _r(r.get("x_bare_own_cpu")),
         "rank / bare cpu own dim": _r(r.get("rank_x_bare_own_cpu")),
+        "bare search cpu s": _r(r.get("bare_search_cpu_s")), "x own bare cpu": _r(r.get("x_own_bare_cpu")),
         "peak GiB": _r(r["peak_rss_gib"]), "valid R@20": _r(r["valid_recall@20"], 4),
         "MMRec s/epoch": ref[0], "MMRec s/eval": ref[1], "MMRec GiB": ref[2],
         "peak / MMRec": _r(r["peak_rss_gib"] / ref[2]) if ref[2] else None,
@@ -313,7 +347,7 @@ def _fmt(x, spec=".2f") -> str:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'cpu s/ep':>8} {'s/eval':>7} {'bare s':>7} "
-            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
+            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'search':>6} {'x own':>5} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -325,7 +359,8 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['dataset']:8} {r['model']:9} {r['threads']:>3} {r['build_s']:8.2f} {_fmt(r['epoch_s']):>8} "
               f"{_fmt(r.get('epoch_cpu_s')):>8} "
               f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['x_bare_cpu']:5.2f} {r['repr_cpu_s']:6.2f} {r['rank_cpu_s']:6.2f} "
-              f"{r['score_dim']:>4} {r['bare_own_cpu_s']:6.2f} {r['x_bare_own_cpu']:5.2f} {r['rank_x_bare_own_cpu']:6.2f} {r['peak_rss_gib']:8.2f} "
+              f"{r['score_dim']:>4} {r['bare_own_cpu_s']:6.2f} {r['x_bare_own_cpu']:5.2f} {r['rank_x_bare_own_cpu']:6.2f} "
+              f"{r.get('bare_search_cpu_s', 0.0):6.2f} {_fmt(r.get('x_own_bare_cpu')):>5} {r['peak_rss_gib']:8.2f} "
               f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5} "
               f"{_fmt(ratio[0]):>7} {_fmt(ratio[1]):>6}")
 
@@ -404,7 +439,7 @@ def main() -> None:
         "the valid pass with that cache warm (CPU s); score dim = the width the model scores with; bare cpu s own "
         "dim = the bare ops at that width (CPU s), x bare cpu own dim = eval cpu s / bare cpu s own dim, rank / bare "
         "cpu own dim = rank cpu s / bare cpu s own dim (below 1: the evaluator writes its score chunks into one "
-        "buffer per pass in cache-sized tiles, the bare ops are the plain per-chunk product); peak = VmHWM of a fresh process per "
+        "buffer per pass in cache-sized tiles, the bare ops are the plain per-chunk product); bare search cpu s = the plain exact kNN searches (chunked cosine products + topk) a pass of the model must run itself (LATTICE: its learned graph, one per modality; 0 for the others), x own bare cpu = eval cpu s / (bare cpu s own dim + bare search cpu s): the pass against the bare operations of its own arithmetic; peak = VmHWM of a fresh process per "
         "model after the epochs, the valid passes and one test pass (Python, torch, data, features, model, "
         f"temporaries); {memory}; threads = torch threads of the row; build s "
         + ("reads the kNN graphs from the warm cache --cache-dir (not built). " if args.cache_dir else
