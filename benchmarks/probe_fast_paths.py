@@ -6,10 +6,13 @@ same batches (re-seeded) with the plain one (VBPR: ``gather_project``; SLMRec:
 ``split_propagation`` and the one-buffer InfoNCE), alternating; medians of the per-batch
 process CPU seconds and minor page faults per batch are printed. The weights keep training,
 so the two paths see nearly the same parameters. ``--against mkl`` keeps the fast path on both
-sides and turns off oneDNN's fp32 products (``fused_ops``) on the other, so MKL's run instead.
+sides and turns off oneDNN's fp32 products (``fused_ops``) on the other, so MKL's run instead;
+``--against pair-loss`` (VBPR) keeps it too and runs the loss as its autograd expression on the
+other side instead of ``layers.pair_rows_loss``.
 
     python benchmarks/probe_fast_paths.py --model vbpr --rounds 3 --batches 8
     python benchmarks/probe_fast_paths.py --model slmrec --against mkl
+    python benchmarks/probe_fast_paths.py --model vbpr --against pair-loss --rounds 6
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ def main() -> None:
     ap = run_parser(__doc__)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batches", type=int, default=8)
-    ap.add_argument("--against", choices=("plain", "mkl"), default="plain",
-                    help="the other side: the plain forms, or the fast path with MKL's products instead of oneDNN's")
+    ap.add_argument("--against", choices=("plain", "mkl", "pair-loss"), default="plain",
+                    help="the other side: the plain forms, the fast path with MKL's products instead of oneDNN's, "
+                         "or (VBPR) the fast path with the loss as its autograd expression")
     add_run_args(ap, dims=False)
     args = ap.parse_args()
     from cliper.runtime import apply_memory_settings
@@ -47,6 +51,11 @@ def main() -> None:
     def use(model, fast: bool) -> None:
         if args.against == "mkl":
             fused_ops._ONEDNN = None if fast else False  # None: probed again on first use
+            return
+        if args.against == "pair-loss":
+            if args.model != "vbpr":
+                raise SystemExit("--against pair-loss is VBPR's")
+            model.pair_loss = fast
             return
         if args.model == "vbpr":
             model.gather_project = fast
