@@ -23,7 +23,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
-from cliper.models.fused_ops import matmul_nt, weight_grad
+from cliper.models.fused_ops import matmul_nt, round_rows, weight_grad
 from cliper.models.layers import CastCopy, KeptRows, bpr_loss, l2_penalty, pair_rows_loss
 from cliper.models.registry import register
 
@@ -50,7 +50,7 @@ class _GatherProject(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, owner: "VBPR") -> torch.Tensor:  # type: ignore[override]
         low = torch.get_autocast_dtype(rows.device.type) if torch.is_autocast_enabled(rows.device.type) else None
-        blocks = owner._gather(rows, low)
+        blocks = owner._gather(rows, low)  # zero rows past len(rows), up to fused_ops.round_rows
         out, start = bias, 0
         with torch.autocast(rows.device.type, enabled=False):
             for i, block in enumerate(blocks):
@@ -63,12 +63,14 @@ class _GatherProject(torch.autograd.Function):
                 start += block.shape[1]
         ctx.save_for_backward(*blocks)
         ctx.weight_shape = weight.shape
-        return out
+        return out[: rows.shape[0]]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         blocks = ctx.saved_tensors
+        if blocks[0].shape[0] > grad.shape[0]:  # the padding rows are zero: any gradient there adds nothing
+            grad = torch.cat([grad, grad.new_zeros(blocks[0].shape[0] - grad.shape[0], grad.shape[1])])
         grad_w = grad.new_empty(ctx.weight_shape)
         start = 0
         for block in blocks:
@@ -136,14 +138,19 @@ class VBPR(Recommender):
         return out
 
     def _gather(self, rows: torch.Tensor, dtype: torch.dtype | None) -> list[torch.Tensor]:
-        """Rows of each (fixed) table, in ``dtype`` when given, written into the kept buffers."""
-        out = []
+        """Rows of each (fixed) table, in ``dtype`` when given, written into the kept buffers, then
+        zero rows up to ``fused_ops.round_rows(len(rows))``: the products' shapes recur across
+        batches, so oneDNN does not build and keep a kernel for every batch's distinct-item count."""
+        n, out = rows.shape[0], []
+        padded = round_rows(n)
         for m in self.used:
             table = self.features.get(m)
             if dtype is not None and dtype != table.dtype:
                 table = self._low_tables[m].get(table, dtype)
-            buf = self._rows_buffers.get(m, rows.shape[0], table, self.n_items)
-            out.append(torch.index_select(table, 0, rows, out=buf))
+            buf = self._rows_buffers.get(m, padded, table, round_rows(self.n_items))
+            torch.index_select(table, 0, rows, out=buf[:n])
+            buf[n:].zero_()
+            out.append(buf)
         return out
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
