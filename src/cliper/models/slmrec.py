@@ -122,6 +122,77 @@ class _InfoNCE(torch.autograd.Function):
         return grad_a.to(ctx.dtypes[0]), grad_b.to(ctx.dtypes[1]), None
 
 
+_EXP_SAFE = 40.0  # exp(+-40) is far inside float32's range: no max shift needed below this logit bound
+
+
+def _counted_info_nce(a: torch.Tensor, b: torch.Tensor, temp: float, a_count: torch.Tensor, b_count: torch.Tensor,
+                      pairs: tuple[torch.Tensor, torch.Tensor] | None, n: int) -> torch.Tensor:
+    """:func:`_info_nce` of n pairs given on their distinct rows: row p of ``a`` stands for ``a_count[p]``
+    rows of the batch, row k of ``b`` for ``b_count[k]`` columns; ``pairs`` maps the batch's pairs to
+    (a row, b row), None when pair k is (k, k) (``a_count`` times). A duplicated column adds the same
+    exp term again, so sum_j exp(.) = sum_k c_k exp(.): the same loss and gradients, with a
+    [distinct, distinct] buffer (Baby: ~1900 x ~1460 users x items, ~1460^2 for FAC, of 2048^2)."""
+    lse = _CountedLogSumExp.apply(a, b, temp, a_count, b_count)
+    if pairs is None:
+        pos = (a_count.unsqueeze(1) * a * b).sum()
+    else:
+        pos = (a.index_select(0, pairs[0]) * b.index_select(0, pairs[1])).sum()
+    return (lse - pos / temp) / n
+
+
+class _CountedLogSumExp(torch.autograd.Function):
+    """sum_p w_p log sum_k c_k exp(a_p . b_k / t) with one [P, K] buffer.
+
+    The logits become their exp in place (shifted by the row max only when the Cauchy-Schwarz bound
+    max|a| max|b| / t could overflow: the main loss's unit vectors never need it), the row sums are
+    one matrix-vector product with the counts, and the backward folds the row and column scalings
+    into the small [P, d] / [K, d] operands, so no pass over the buffer is left but the two products.
+    Under autocast the three products run in its dtype and the softmax in fp32, as the plain form."""
+
+    @staticmethod
+    def forward(ctx, a, b, temp, a_count, b_count):  # type: ignore[override]
+        dev = a.device.type
+        low = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        with torch.autocast(dev, enabled=False):
+            if low is None:
+                a_t, b_m = a / temp, b
+                logits = matmul_nt(a_t, b_m)
+            else:
+                a_t, b_m = (a.float() / temp).to(low), b.to(low)
+                logits = (a_t @ b_m.T).float()
+            bound = float(a_t.float().norm(dim=1).max()) * float(b_m.float().norm(dim=1).max())
+            if bound <= _EXP_SAFE:
+                expd = logits.exp_()
+                shift = None
+            else:
+                shift = logits.amax(1, keepdim=True)
+                expd = logits.sub_(shift).exp_()
+            total = expd @ b_count.to(expd.dtype)
+            lse = total.log()
+            if shift is not None:
+                lse += shift.squeeze(1)
+            out = (a_count.to(lse.dtype) * lse).sum()
+        ctx.save_for_backward(a_t, b_m, expd, total, a_count, b_count)
+        ctx.temp, ctx.used, ctx.dtypes = temp, False, (a.dtype, b.dtype)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        if ctx.used:  # the buffer is freed after the first backward
+            raise RuntimeError("SLMRec's InfoNCE cannot be backpropagated twice (retain_graph)")
+        ctx.used = True
+        a_t, b_m, expd, total, a_count, b_count = ctx.saved_tensors
+        low = a_t.dtype
+        # d out / d logits[p, k] = w_p c_k exp[p, k] / total_p: row factor on a, column factor on b
+        row = (grad.to(total.dtype) * a_count.to(total.dtype) / total).unsqueeze(1)
+        col = b_count.to(total.dtype).unsqueeze(1)
+        e = expd if expd.dtype == low else expd.to(low)
+        grad_a = matmul_nt(e, (b_m * col.to(low)).T).to(total.dtype).mul_(row).div_(ctx.temp)
+        grad_b = matmul_nt((a_t * row.to(low)).T.contiguous(), e.T).T.to(total.dtype).mul_(col)
+        return grad_a.to(ctx.dtypes[0]), grad_b.to(ctx.dtypes[1]), None, None, None
+
+
 @register
 class SLMRec(Recommender):
     name = "slmrec"
@@ -155,8 +226,10 @@ class SLMRec(Recommender):
         # the user-item block R of the normalised adjacency, for the split propagation (_fast)
         r = sp.csr_matrix(normalized_bipartite(ctx.train.matrix)[: self.n_users, self.n_users :])
         self._r_rows, self._rt_rows = r, sp.csr_matrix(r.T)
-        self._r = SparseGraph(r).to(ctx.device)  # R and R^T
-        self._rt = SparseGraph(self._rt_rows).to(ctx.device)  # R^T and R
+        # the split form's products are 64 columns wide (the ID tables, the selectors) or run once
+        # (the smoothed features): embedding_bag's kernel, 2-3x MKL's CSR product there (adjacency.bag_mm)
+        self._r = SparseGraph(r, kernel="bag").to(ctx.device)  # R and R^T
+        self._rt = SparseGraph(self._rt_rows, kernel="bag").to(ctx.device)  # R^T and R
         self._smooth: dict[str, torch.Tensor] = {}
         self._rows_buffers = KeptRows()  # _rows_of's kept results
         self.reset_parameters()
@@ -262,7 +335,7 @@ class SLMRec(Recommender):
         over_items = sp.vstack([self._r_rows[u], eye_rows(i, self.n_items)], format="csr")
         over_users = sp.vstack([eye_rows(u, self.n_users), self._rt_rows[i]], format="csr")
         dev = self.user_embedding.weight.device
-        return SparseGraph(over_items).to(dev), SparseGraph(over_users).to(dev)
+        return SparseGraph(over_items, kernel="bag").to(dev), SparseGraph(over_users, kernel="bag").to(dev)
 
     def _rows_of(self, over_items: SparseGraph, table: torch.Tensor, key: str) -> torch.Tensor:
         """``over_items @ table`` written into a buffer kept between batches (layers.KeptRows: the
@@ -277,19 +350,16 @@ class SLMRec(Recommender):
         return fused_linear(smoothed, dense.weight) + ones * dense.bias  # oneDNN's fp32 product
 
     def _fast_rows(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Branch outputs at [users; items] (no dropout): [len(users) + len(items), B, d], equal
-        to those rows of :meth:`_propagate_nodes` up to float rounding."""
-        ub, u_inv = torch.unique(users, return_inverse=True)
-        ib, i_inv = torch.unique(items, return_inverse=True)
-        over_items, over_users = self._selectors(ub, ib)
+        """Branch outputs at [users; items] (distinct ids, no dropout): [len(users) + len(items), B, d],
+        equal to those rows of :meth:`_propagate_nodes` up to float rounding."""
+        over_items, over_users = self._selectors(users, items)
         smooth = self._smoothed()
         common = over_users @ self._smooth_user(self.user_embedding.weight)
         branches = [common + over_items @ self._smooth_item(self.item_embedding.weight)]
         ones = sparse_mm(over_items.matrix, smooth["ones"])
         for m in self.modal:
             branches.append(common + self._modal_rows(m, self._rows_of(over_items, smooth[m], m), ones))
-        rows = torch.stack(branches, 1) / (self.params.n_layers + 1)
-        return torch.cat([rows[: len(ub)].index_select(0, u_inv), rows[len(ub) :].index_select(0, i_inv)])
+        return torch.stack(branches, 1) / (self.params.n_layers + 1)
 
     def _fast_all(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_propagate` for every node through the split form."""
@@ -314,14 +384,19 @@ class SLMRec(Recommender):
         return self._fuse(u_br, self.read_user), self._fuse(i_br, self.read_item), i_br
 
     # -- losses ---------------------------------------------------------------------------
-    def _fac(self, i_br: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def _fac(self, rows: torch.Tensor, counts: torch.Tensor | None = None, n: int = 0) -> torch.Tensor:
+        """FAC over the batch's item rows; with ``counts`` the rows are distinct, each standing for
+        ``counts`` of the n batch rows (:func:`_counted_info_nce`)."""
         t = self.params.ssl_temp
-        rows = i_br.index_select(0, items)
         joint = rows[:, 0]
         loss = 0.0
         for j in range(len(self.modal)):
             joint = self.fac_joint[j](joint)
-            loss = loss + _info_nce(joint, self.fac_modal[j](rows[:, j + 1]), t)
+            modal = self.fac_modal[j](rows[:, j + 1])
+            if counts is None:
+                loss = loss + _info_nce(joint, modal, t)
+            else:
+                loss = loss + _counted_info_nce(joint, modal, t, counts, counts, None, n)
         return loss
 
     def _two_views(self, users: torch.Tensor, items: torch.Tensor, dropout: float, mask: bool) -> torch.Tensor:
@@ -346,16 +421,24 @@ class SLMRec(Recommender):
         p = self.params
         b = batch.users.shape[0]
         # only the batch's rows are read out (the read-outs are row-wise: these rows equal compute()'s)
-        if self._fast():
-            rows = self._fast_rows(batch.users, batch.pos_items)
+        if self._fast():  # and only its distinct users and items, each weighted by its count
+            ub, u_inv, u_count = torch.unique(batch.users, return_inverse=True, return_counts=True)
+            ib, i_inv, i_count = torch.unique(batch.pos_items, return_inverse=True, return_counts=True)
+            rows = self._fast_rows(ub, ib)
+            u_count, i_count = u_count.to(rows.dtype), i_count.to(rows.dtype)
+            u = F.normalize(self._fuse(rows[: len(ub)], self.read_user), dim=1)
+            i = F.normalize(self._fuse(rows[len(ub) :], self.read_item), dim=1)
+            loss = _counted_info_nce(u, i, p.temp, u_count, i_count, (u_inv, i_inv), b)
+            fac = (lambda: self._fac(rows[len(ub) :], i_count, b))
         else:
             rows = self._batch_rows(self._item_inputs(), torch.cat([batch.users, batch.pos_items + self.n_users]))
-        u = F.normalize(self._fuse(rows[:b], self.read_user), dim=1)
-        i = F.normalize(self._fuse(rows[b:], self.read_item), dim=1)
-        loss = _info_nce(u, i, p.temp)
+            u = F.normalize(self._fuse(rows[:b], self.read_user), dim=1)
+            i = F.normalize(self._fuse(rows[b:], self.read_item), dim=1)
+            loss = _info_nce(u, i, p.temp)
+            fac = (lambda: self._fac(rows[b:]))
         if p.ssl_alpha > 0:
             if p.ssl_task == "FAC":
-                ssl = self._fac(rows, torch.arange(b, 2 * b, device=rows.device))
+                ssl = fac()
             elif p.ssl_task == "FD":
                 ssl = self._two_views(batch.users, batch.pos_items, p.dropout_rate, mask=False)
             else:
