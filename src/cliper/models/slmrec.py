@@ -123,6 +123,10 @@ class _InfoNCE(torch.autograd.Function):
 
 
 _EXP_SAFE = 40.0  # exp(+-40) is far inside float32's range: no max shift needed below this logit bound
+# shifted logits are clamped here before exp: torch's exp takes a slow path (~8x) below about -88,
+# where float32 underflows, and FAC's unnormalised logits spread that far as training goes on; exp(-60)
+# is 1e-26 of the row's largest term (exp(0)), far below float32 rounding of the row sum
+_EXP_FLOOR = -60.0
 
 
 def _counted_info_nce(a: torch.Tensor, b: torch.Tensor, temp: float, a_count: torch.Tensor, b_count: torch.Tensor,
@@ -166,7 +170,7 @@ class _CountedLogSumExp(torch.autograd.Function):
                 shift = None
             else:
                 shift = logits.amax(1, keepdim=True)
-                expd = logits.sub_(shift).exp_()
+                expd = logits.sub_(shift).clamp_(min=_EXP_FLOOR).exp_()
             total = expd @ b_count.to(expd.dtype)
             lse = total.log()
             if shift is not None:
