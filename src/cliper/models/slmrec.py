@@ -129,72 +129,108 @@ _EXP_SAFE = 40.0  # exp(+-40) is far inside float32's range: no max shift needed
 _EXP_FLOOR = -60.0
 
 
+# Row counts of the oneDNN products whose shapes vary by batch are rounded up to a multiple of this:
+# oneDNN builds and caches a kernel per shape (~0.45 MB each, up to 1024 of them), so a new shape per
+# batch grew the process by several MB per batch; rounded, a few dozen shapes recur.
+_SHAPE_STEP = 64
+
+
+def _round_up(n: int) -> int:
+    return -(-n // _SHAPE_STEP) * _SHAPE_STEP
+
+
+def _pad_rows(x: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` with copies of its first row, of count 0, up to :func:`_round_up` rows: a copy leaves
+    every row max as it was and a count of 0 adds exactly nothing to the sums and gradients."""
+    extra = _round_up(x.shape[0]) - x.shape[0]
+    if extra == 0:
+        return x, count
+    return torch.cat([x, x[:1].detach().expand(extra, -1)]), torch.cat([count, count.new_zeros(extra)])
+
+
 def _counted_info_nce(a: torch.Tensor, b: torch.Tensor, temp: float, a_count: torch.Tensor, b_count: torch.Tensor,
-                      pairs: tuple[torch.Tensor, torch.Tensor] | None, n: int) -> torch.Tensor:
+                      pairs: tuple[torch.Tensor, torch.Tensor] | None, n: int,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
     """:func:`_info_nce` of n pairs given on their distinct rows: row p of ``a`` stands for ``a_count[p]``
     rows of the batch, row k of ``b`` for ``b_count[k]`` columns; ``pairs`` maps the batch's pairs to
     (a row, b row), None when pair k is (k, k) (``a_count`` times). A duplicated column adds the same
     exp term again, so sum_j exp(.) = sum_k c_k exp(.): the same loss and gradients, with a
-    [distinct, distinct] buffer (Baby: ~1900 x ~1460 users x items, ~1460^2 for FAC, of 2048^2)."""
-    lse = _CountedLogSumExp.apply(a, b, temp, a_count, b_count)
+    [distinct, distinct] buffer (Baby: ~1900 x ~1460 users x items, ~1460^2 for FAC, of 2048^2).
+    ``out``: a flat buffer of at least len(a) * len(b) floats to hold it (kept between batches)."""
     if pairs is None:
         pos = (a_count.unsqueeze(1) * a * b).sum()
     else:
         pos = (a.index_select(0, pairs[0]) * b.index_select(0, pairs[1])).sum()
+    (a_pad, a_w), (b_pad, b_w) = _pad_rows(a, a_count), _pad_rows(b, b_count)
+    lse = _CountedLogSumExp.apply(a_pad, b_pad, temp, a_w, b_w, out)
     return (lse - pos / temp) / n
+
+
+_CHUNK = 1 << 18  # floats of logits per forward chunk (1 MiB: stays in cache through shift, exp and sum)
 
 
 class _CountedLogSumExp(torch.autograd.Function):
     """sum_p w_p log sum_k c_k exp(a_p . b_k / t) with one [P, K] buffer.
 
-    The logits become their exp in place (shifted by the row max only when the Cauchy-Schwarz bound
-    max|a| max|b| / t could overflow: the main loss's unit vectors never need it), the row sums are
-    one matrix-vector product with the counts, and the backward folds the row and column scalings
-    into the small [P, d] / [K, d] operands, so no pass over the buffer is left but the two products.
-    Under autocast the three products run in its dtype and the softmax in fp32, as the plain form."""
+    The logits are formed in row chunks of about 1 MiB, shifted (by the row max, only when the
+    Cauchy-Schwarz bound max|a| max|b| / t could overflow: the main loss's unit vectors never need
+    it), exponentiated into the buffer and summed against the counts while in cache; the backward
+    folds the row and column scalings into the small [P, d] / [K, d] operands, so no pass over the
+    buffer is left but the two products. A buffer kept between batches (``out``) is reused, not
+    reallocated at each batch's new size (varying sizes fragmented the heap: the peak grew every
+    epoch). Under autocast the products run in its dtype and the softmax in fp32, as the plain form."""
 
     @staticmethod
-    def forward(ctx, a, b, temp, a_count, b_count):  # type: ignore[override]
+    def forward(ctx, a, b, temp, a_count, b_count, out):  # type: ignore[override]
         dev = a.device.type
         low = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
         with torch.autocast(dev, enabled=False):
             if low is None:
                 a_t, b_m = a / temp, b
-                logits = matmul_nt(a_t, b_m)
             else:
                 a_t, b_m = (a.float() / temp).to(low), b.to(low)
-                logits = (a_t @ b_m.T).float()
+            n_a, n_b = a_t.shape[0], b_m.shape[0]
             bound = float(a_t.float().norm(dim=1).max()) * float(b_m.float().norm(dim=1).max())
-            if bound <= _EXP_SAFE:
-                expd = logits.exp_()
-                shift = None
-            else:
-                shift = logits.amax(1, keepdim=True)
-                expd = logits.sub_(shift).clamp_(min=_EXP_FLOOR).exp_()
-            total = expd @ b_count.to(expd.dtype)
+            shifted = bound > _EXP_SAFE
+            work = torch.float32 if low is not None else a_t.dtype
+            if out is None or out.dtype != work or out.numel() < n_a * n_b:
+                out = a_t.new_empty(n_a * n_b, dtype=work)
+            expd = out[: n_a * n_b].view(n_a, n_b)
+            total = expd.new_empty(n_a)
+            shift = expd.new_zeros(n_a, 1) if shifted else None
+            counts = b_count.to(expd.dtype)
+            step = max(_SHAPE_STEP, _CHUNK // max(n_b, 1) // _SHAPE_STEP * _SHAPE_STEP)  # shapes recur
+            for r in range(0, n_a, step):
+                rows = slice(r, min(r + step, n_a))
+                logits = (a_t[rows] @ b_m.T).float() if low is not None else matmul_nt(a_t[rows], b_m)
+                if shifted:
+                    torch.amax(logits, 1, keepdim=True, out=shift[rows])
+                    logits.sub_(shift[rows]).clamp_(min=_EXP_FLOOR)
+                torch.exp(logits, out=expd[rows])
+                torch.mv(expd[rows], counts, out=total[rows])
             lse = total.log()
-            if shift is not None:
+            if shifted:
                 lse += shift.squeeze(1)
-            out = (a_count.to(lse.dtype) * lse).sum()
+            loss = (a_count.to(lse.dtype) * lse).sum()
         ctx.save_for_backward(a_t, b_m, expd, total, a_count, b_count)
         ctx.temp, ctx.used, ctx.dtypes = temp, False, (a.dtype, b.dtype)
-        return out
+        return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        if ctx.used:  # the buffer is freed after the first backward
+        if ctx.used:  # the buffer may be another batch's by now
             raise RuntimeError("SLMRec's InfoNCE cannot be backpropagated twice (retain_graph)")
         ctx.used = True
         a_t, b_m, expd, total, a_count, b_count = ctx.saved_tensors
         low = a_t.dtype
-        # d out / d logits[p, k] = w_p c_k exp[p, k] / total_p: row factor on a, column factor on b
+        # d loss / d logits[p, k] = w_p c_k exp[p, k] / total_p: row factor on a, column factor on b
         row = (grad.to(total.dtype) * a_count.to(total.dtype) / total).unsqueeze(1)
         col = b_count.to(total.dtype).unsqueeze(1)
         e = expd if expd.dtype == low else expd.to(low)
         grad_a = matmul_nt(e, (b_m * col.to(low)).T).to(total.dtype).mul_(row).div_(ctx.temp)
         grad_b = matmul_nt((a_t * row.to(low)).T.contiguous(), e.T).T.to(total.dtype).mul_(col)
-        return grad_a.to(ctx.dtypes[0]), grad_b.to(ctx.dtypes[1]), None, None, None
+        return grad_a.to(ctx.dtypes[0]), grad_b.to(ctx.dtypes[1]), None, None, None, None
 
 
 @register
@@ -343,15 +379,19 @@ class SLMRec(Recommender):
 
     def _rows_of(self, over_items: SparseGraph, table: torch.Tensor, key: str) -> torch.Tensor:
         """``over_items @ table`` written into a buffer kept between batches (layers.KeptRows: the
-        ~55 MB result would otherwise be page-faulted in afresh every batch)."""
-        out = self._rows_buffers.get(key, over_items.shape[0], table, self.n_users + self.n_items)
-        torch.addmm(out, over_items.matrix, table, beta=0, out=out)
+        ~55 MB result would otherwise be page-faulted in afresh every batch), with zero rows up to
+        a multiple of :data:`_SHAPE_STEP` (the projection's shape then repeats across batches)."""
+        n = over_items.shape[0]
+        out = self._rows_buffers.get(key, _round_up(n), table, _round_up(self.n_users + self.n_items))
+        torch.addmm(out[:n], over_items.matrix, table, beta=0, out=out[:n])
+        out[n:].zero_()
         return out
 
     def _modal_rows(self, m: str, smoothed: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
         """T_i (norm(X_m) W^T + b) at the rows ``smoothed`` / ``ones`` were taken at."""
         dense = self.dense[m]
-        return fused_linear(smoothed, dense.weight) + ones * dense.bias  # oneDNN's fp32 product
+        # oneDNN's fp32 product; ``smoothed`` may carry padding rows past those of ``ones``
+        return fused_linear(smoothed, dense.weight)[: ones.shape[0]] + ones * dense.bias
 
     def _fast_rows(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Branch outputs at [users; items] (distinct ids, no dropout): [len(users) + len(items), B, d],
@@ -388,6 +428,11 @@ class SLMRec(Recommender):
         return self._fuse(u_br, self.read_user), self._fuse(i_br, self.read_item), i_br
 
     # -- losses ---------------------------------------------------------------------------
+    def _nce_buffer(self, key: str, a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
+        """The kept flat buffer for one InfoNCE's [len(a), len(b)] exp logits (one per call site)."""
+        like = torch.empty(0, dtype=torch.float32, device=a.device)
+        return self._rows_buffers.get("nce_" + key, _round_up(a.shape[0]) * _round_up(b.shape[0]), like, _round_up(n) ** 2)
+
     def _fac(self, rows: torch.Tensor, counts: torch.Tensor | None = None, n: int = 0) -> torch.Tensor:
         """FAC over the batch's item rows; with ``counts`` the rows are distinct, each standing for
         ``counts`` of the n batch rows (:func:`_counted_info_nce`)."""
@@ -400,7 +445,8 @@ class SLMRec(Recommender):
             if counts is None:
                 loss = loss + _info_nce(joint, modal, t)
             else:
-                loss = loss + _counted_info_nce(joint, modal, t, counts, counts, None, n)
+                loss = loss + _counted_info_nce(joint, modal, t, counts, counts, None, n,
+                                                self._nce_buffer(f"fac{j}", joint, modal, n))
         return loss
 
     def _two_views(self, users: torch.Tensor, items: torch.Tensor, dropout: float, mask: bool) -> torch.Tensor:
@@ -432,7 +478,7 @@ class SLMRec(Recommender):
             u_count, i_count = u_count.to(rows.dtype), i_count.to(rows.dtype)
             u = F.normalize(self._fuse(rows[: len(ub)], self.read_user), dim=1)
             i = F.normalize(self._fuse(rows[len(ub) :], self.read_item), dim=1)
-            loss = _counted_info_nce(u, i, p.temp, u_count, i_count, (u_inv, i_inv), b)
+            loss = _counted_info_nce(u, i, p.temp, u_count, i_count, (u_inv, i_inv), b, self._nce_buffer("main", u, i, b))
             fac = (lambda: self._fac(rows[len(ub) :], i_count, b))
         else:
             rows = self._batch_rows(self._item_inputs(), torch.cat([batch.users, batch.pos_items + self.n_users]))
