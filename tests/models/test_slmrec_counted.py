@@ -110,3 +110,31 @@ def test_model_loss_with_repeated_pairs_equals_the_expanded_batch_loss():
     # not equal to "once": doubling adds each item's duplicate as an in-batch negative (log 2 shift)
     assert abs(twice - plain) < 1e-5 * abs(plain)
     assert abs(twice - once) > 1e-3
+
+
+@pytest.mark.parametrize("n", [64, 65, 127])
+def test_row_counts_on_and_off_the_padding_step_match_cross_entropy(n):
+    """Rows are padded to a multiple of 64 (oneDNN's shape cache): none, one and 63 padding rows."""
+    torch.manual_seed(n)
+    a = (30 * torch.randn(n, 4, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(n, 4, dtype=torch.float64, requires_grad=True)
+    ones = torch.ones(n, dtype=torch.float64)
+    loss = _counted_info_nce(a, b, 0.5, ones, ones, (torch.arange(n), torch.arange(n)), n)
+    loss.backward()
+    a2, b2 = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    ref = F.cross_entropy(a2 @ b2.T / 0.5, torch.arange(n))
+    ref.backward()
+    assert abs(loss.item() - ref.item()) < 1e-9 * max(1.0, abs(ref.item()))
+    assert torch.allclose(a.grad, a2.grad, atol=1e-9) and torch.allclose(b.grad, b2.grad, atol=1e-9)
+
+
+def test_projected_rows_are_padded_with_zero_rows():
+    model = C.build("slmrec").train()
+    batch = C.make_batch()
+    users, items = torch.unique(batch.users), torch.unique(batch.pos_items)
+    over_items, _ = model._selectors(users, items)
+    model._rows_buffers.get("image", 64, torch.empty(0, 16), 64).fill_(float("nan"))  # stale garbage
+    rows = model._rows_of(over_items, model._smoothed()["image"], "image")
+    n = over_items.shape[0]
+    assert rows.shape[0] % 64 == 0 and rows.shape[0] >= n
+    assert torch.equal(rows[n:], torch.zeros_like(rows[n:]))

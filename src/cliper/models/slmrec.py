@@ -24,9 +24,11 @@ Transactions on Multimedia 2022 (doi 10.1109/TMM.2022.3187556).
 
 With odd ``n_layers`` and fixed features, training and scoring use the split form of the
 propagation (``_fast``; docs/backbones/slmrec.md): the smoothed features T_i norm(X) are computed
-once, a batch projects only its own rows, and the user term is shared by all branches. Otherwise
-each branch is propagated on its own and only the batch's rows are fused and read out. The
-in-batch InfoNCE is one autograd node with one [B, B] buffer (``_InfoNCE``). Same values and
+once, a batch projects only its own rows, and the user term is shared by all branches; the batch's
+distinct users and items are read out once each and the in-batch InfoNCE runs over them with their
+counts as weights (``_counted_info_nce``: the same sums, a [distinct, distinct] buffer). Otherwise
+each branch is propagated on its own, only the batch's rows are fused and read out, and the
+InfoNCE is one autograd node with one [B, B] buffer (``_InfoNCE``). Same values and
 gradients as the plain forms up to float rounding. Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
 temp 0.2, dropout 0.3; ssl_alpha / ssl_temp / learning rate searched). MMRec applies
 Adam weight decay 1e-4 instead of an embedding penalty: the per-model config sets
