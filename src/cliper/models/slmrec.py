@@ -29,7 +29,8 @@ distinct users and items are read out once each and the in-batch InfoNCE runs ov
 counts as weights (``_counted_info_nce``: the same sums, a [distinct, distinct] buffer). Otherwise
 each branch is propagated on its own, only the batch's rows are fused and read out, and the
 InfoNCE is one autograd node with one [B, B] buffer (``_InfoNCE``). Same values and
-gradients as the plain forms up to float rounding. Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
+gradients as the plain forms up to float rounding (the distinct-row form raises shifted logits
+below -60 to -60 before exp: 1e-26 of a row's largest term, below float32 rounding of its sum). Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
 temp 0.2, dropout 0.3; ssl_alpha / ssl_temp / learning rate searched). MMRec applies
 Adam weight decay 1e-4 instead of an embedding penalty: the per-model config sets
 ``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
