@@ -94,6 +94,10 @@ SECTIONS = {
                         "oneDNN shapes), three epochs (s/epoch is their mean); load about 1.3",
                         "python benchmarks/bench_models.py --models slmrec --datasets baby --epochs 3 --evals 1 "
                         "--threads 1 --name p15_slmrec_baby"),
+    "p15_slmrec_baby_before": ("SLMRec before that work: the same command with PYTHONPATH on main at e33702c, "
+                               "right after it (load about 1.6)",
+                               "python benchmarks/bench_models.py --models slmrec --datasets baby --epochs 3 "
+                               "--evals 1 --threads 1 --name p15_slmrec_baby_before"),
     "p15_slmrec_sports": ("SLMRec after the same work, on Sports (MMRec's Sports time is not known here)",
                           "python benchmarks/bench_models.py --models slmrec --datasets sports --epochs 1 --evals 1 "
                           "--threads 1 --name p15_slmrec_sports"),
