@@ -435,21 +435,25 @@ class SLMRec(Recommender):
         like = torch.empty(0, dtype=torch.float32, device=a.device)
         return self._rows_buffers.get("nce_" + key, _round_up(a.shape[0]) * _round_up(b.shape[0]), like, _round_up(n) ** 2)
 
-    def _fac(self, rows: torch.Tensor, counts: torch.Tensor | None = None, n: int = 0) -> torch.Tensor:
-        """FAC over the batch's item rows; with ``counts`` the rows are distinct, each standing for
-        ``counts`` of the n batch rows (:func:`_counted_info_nce`)."""
+    def _fac(self, i_br: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """FAC over rows ``items`` of the item branch outputs ``i_br``."""
         t = self.params.ssl_temp
+        return self._fac_levels(i_br.index_select(0, items), lambda j, a, b: _info_nce(a, b, t))
+
+    def _fac_levels(self, rows: torch.Tensor, nce) -> torch.Tensor:
+        """The FAC levels over item branch rows [n, B, d]; ``nce(level, joint, modal)`` is the InfoNCE."""
         joint = rows[:, 0]
         loss = 0.0
         for j in range(len(self.modal)):
             joint = self.fac_joint[j](joint)
-            modal = self.fac_modal[j](rows[:, j + 1])
-            if counts is None:
-                loss = loss + _info_nce(joint, modal, t)
-            else:
-                loss = loss + _counted_info_nce(joint, modal, t, counts, counts, None, n,
-                                                self._nce_buffer(f"fac{j}", joint, modal, n))
+            loss = loss + nce(j, joint, self.fac_modal[j](rows[:, j + 1]))
         return loss
+
+    def _fac_counted(self, rows: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
+        """FAC over distinct item rows, each standing for ``counts`` of the n batch rows."""
+        t = self.params.ssl_temp
+        return self._fac_levels(rows, lambda j, a, b: _counted_info_nce(
+            a, b, t, counts, counts, None, n, self._nce_buffer(f"fac{j}", a, b, n)))
 
     def _two_views(self, users: torch.Tensor, items: torch.Tensor, dropout: float, mask: bool) -> torch.Tensor:
         inputs = self._item_inputs()
@@ -481,13 +485,13 @@ class SLMRec(Recommender):
             u = F.normalize(self._fuse(rows[: len(ub)], self.read_user), dim=1)
             i = F.normalize(self._fuse(rows[len(ub) :], self.read_item), dim=1)
             loss = _counted_info_nce(u, i, p.temp, u_count, i_count, (u_inv, i_inv), b, self._nce_buffer("main", u, i, b))
-            fac = (lambda: self._fac(rows[len(ub) :], i_count, b))
+            fac = (lambda: self._fac_counted(rows[len(ub) :], i_count, b))
         else:
             rows = self._batch_rows(self._item_inputs(), torch.cat([batch.users, batch.pos_items + self.n_users]))
             u = F.normalize(self._fuse(rows[:b], self.read_user), dim=1)
             i = F.normalize(self._fuse(rows[b:], self.read_item), dim=1)
             loss = _info_nce(u, i, p.temp)
-            fac = (lambda: self._fac(rows[b:]))
+            fac = (lambda: self._fac(rows, torch.arange(b, 2 * b, device=rows.device)))
         if p.ssl_alpha > 0:
             if p.ssl_task == "FAC":
                 ssl = fac()
