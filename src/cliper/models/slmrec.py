@@ -30,10 +30,10 @@ counts as weights (``_counted_info_nce``: the same sums, a [distinct, distinct] 
 each branch is propagated on its own, only the batch's rows are fused and read out, and the
 InfoNCE is one autograd node with one [B, B] buffer (``_InfoNCE``). Same values and
 gradients as the plain forms up to float rounding (the distinct-row form raises shifted logits
-below -60 to -60 before exp: 1e-26 of a row's largest term, below float32 rounding of its sum). Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
-temp 0.2, dropout 0.3; ssl_alpha / ssl_temp / learning rate searched). MMRec applies
-Adam weight decay 1e-4 instead of an embedding penalty: the per-model config sets
-``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
+below -60 to -60 before exp: 1e-26 of a row's largest term, below float32 rounding of its sum).
+Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC, temp 0.2, dropout 0.3; ssl_alpha /
+ssl_temp / learning rate searched). MMRec applies Adam weight decay 1e-4 instead of an embedding
+penalty: the per-model config sets ``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
 
 Differences from the reference code (MMRec's slmrec.py; docs/backbones/slmrec.md has the table):
 - scoring recomputes the representations from the current weights; MMRec reuses those of the
@@ -180,11 +180,11 @@ class _CountedLogSumExp(torch.autograd.Function):
     Cauchy-Schwarz bound max|a| max|b| / t could overflow: the main loss's unit vectors never need
     it), exponentiated into the buffer and summed against the counts while in cache; the backward
     folds the row and column scalings into the small [P, d] / [K, d] operands, so no pass over the
-    buffer is left but the two products. A buffer kept between batches (``out``) is reused, not
-    reallocated at each batch's new size (varying sizes fragmented the heap: the peak grew every
-    epoch). Always fp32 (float64 inputs stay float64), also under bf16 autocast: with the buffer this
-    small oneDNN's fp32 products beat the bf16 path and its casts (150 against 177 ms per Baby batch
-    under ``train.precision: bf16``), and the softmax is fp32 in either form."""
+    buffer is left but the two products. A buffer kept between batches (``out``) is reused (no fresh
+    ~10 MB block per term and batch). Always fp32 (float64 inputs stay float64), also under bf16
+    autocast: with the buffer this small oneDNN's fp32 products beat the bf16 path and its casts (a
+    short Baby run under ``train.precision: bf16``: 150 against 177 ms per batch), and the softmax is
+    fp32 in either form."""
 
     @staticmethod
     def forward(ctx, a, b, temp, a_count, b_count, out):  # type: ignore[override]
@@ -433,7 +433,8 @@ class SLMRec(Recommender):
     def _nce_buffer(self, key: str, a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
         """The kept flat buffer for one InfoNCE's [len(a), len(b)] exp logits (one per call site)."""
         like = torch.empty(0, dtype=torch.float32, device=a.device)
-        return self._rows_buffers.get("nce_" + key, _round_up(a.shape[0]) * _round_up(b.shape[0]), like, _round_up(n) ** 2)
+        size = _round_up(a.shape[0]) * _round_up(b.shape[0])
+        return self._rows_buffers.get("nce_" + key, size, like, _round_up(n) ** 2)
 
     def _fac(self, i_br: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """FAC over rows ``items`` of the item branch outputs ``i_br``."""
@@ -484,7 +485,8 @@ class SLMRec(Recommender):
             u_count, i_count = u_count.to(rows.dtype), i_count.to(rows.dtype)
             u = F.normalize(self._fuse(rows[: len(ub)], self.read_user), dim=1)
             i = F.normalize(self._fuse(rows[len(ub) :], self.read_item), dim=1)
-            loss = _counted_info_nce(u, i, p.temp, u_count, i_count, (u_inv, i_inv), b, self._nce_buffer("main", u, i, b))
+            loss = _counted_info_nce(u, i, p.temp, u_count, i_count, (u_inv, i_inv), b,
+                                     self._nce_buffer("main", u, i, b))
             fac = (lambda: self._fac_counted(rows[len(ub) :], i_count, b))
         else:
             rows = self._batch_rows(self._item_inputs(), torch.cat([batch.users, batch.pos_items + self.n_users]))
