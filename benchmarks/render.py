@@ -90,6 +90,17 @@ SECTIONS = {
                                  "python benchmarks/bench_models.py --models lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn "
                                  "--datasets sports --epochs 1 --evals 1 --threads 1 --timeout 1200 "
                                  "--name models_issue13_r3_sports"),
+    "p15_slmrec_baby": ("SLMRec after its distinct-row InfoNCE (counts as weights, kept chunked buffer, recurring "
+                        "oneDNN shapes), three epochs (s/epoch is their mean); load about 1.3",
+                        "python benchmarks/bench_models.py --models slmrec --datasets baby --epochs 3 --evals 1 "
+                        "--threads 1 --name p15_slmrec_baby"),
+    "p15_slmrec_baby_before": ("SLMRec before that work: the same command with PYTHONPATH on main at e33702c, "
+                               "right after it (load about 1.6)",
+                               "python benchmarks/bench_models.py --models slmrec --datasets baby --epochs 3 "
+                               "--evals 1 --threads 1 --name p15_slmrec_baby_before"),
+    "p15_slmrec_sports": ("SLMRec after the same work, on Sports (MMRec's Sports time is not known here)",
+                          "python benchmarks/bench_models.py --models slmrec --datasets sports --epochs 1 --evals 1 "
+                          "--threads 1 --name p15_slmrec_sports"),
     "precision": ("bf16 autocast against fp32 at an equal epoch budget (random features)",
                   "python benchmarks/bench_precision.py --models vbpr --epochs 3 --seeds 1,2"),
     "precision_mmgcn": ("bf16 autocast against fp32, MMGCN (random features)",

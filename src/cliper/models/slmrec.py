@@ -24,13 +24,16 @@ Transactions on Multimedia 2022 (doi 10.1109/TMM.2022.3187556).
 
 With odd ``n_layers`` and fixed features, training and scoring use the split form of the
 propagation (``_fast``; docs/backbones/slmrec.md): the smoothed features T_i norm(X) are computed
-once, a batch projects only its own rows, and the user term is shared by all branches. Otherwise
-each branch is propagated on its own and only the batch's rows are fused and read out. The
-in-batch InfoNCE is one autograd node with one [B, B] buffer (``_InfoNCE``). Same values and
-gradients as the plain forms up to float rounding. Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC,
-temp 0.2, dropout 0.3; ssl_alpha / ssl_temp / learning rate searched). MMRec applies
-Adam weight decay 1e-4 instead of an embedding penalty: the per-model config sets
-``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
+once, a batch projects only its own rows, and the user term is shared by all branches; the batch's
+distinct users and items are read out once each and the in-batch InfoNCE runs over them with their
+counts as weights (``_counted_info_nce``: the same sums, a [distinct, distinct] buffer). Otherwise
+each branch is propagated on its own, only the batch's rows are fused and read out, and the
+InfoNCE is one autograd node with one [B, B] buffer (``_InfoNCE``). Same values and
+gradients as the plain forms up to float rounding (the distinct-row form raises shifted logits
+below -60 to -60 before exp: 1e-26 of a row's largest term, below float32 rounding of its sum).
+Defaults follow MMRec's SLMRec.yaml (recdim 64, 3 layers, FAC, temp 0.2, dropout 0.3; ssl_alpha /
+ssl_temp / learning rate searched). MMRec applies Adam weight decay 1e-4 instead of an embedding
+penalty: the per-model config sets ``train.weight_decay``; ``reg_weight`` (default 0) adds an L2 on the batch's ID embeddings.
 
 Differences from the reference code (MMRec's slmrec.py; docs/backbones/slmrec.md has the table):
 - scoring recomputes the representations from the current weights; MMRec reuses those of the
@@ -122,6 +125,116 @@ class _InfoNCE(torch.autograd.Function):
         return grad_a.to(ctx.dtypes[0]), grad_b.to(ctx.dtypes[1]), None
 
 
+_EXP_SAFE = 40.0  # exp(+-40) is far inside float32's range: no max shift needed below this logit bound
+# shifted logits are clamped here before exp: torch's exp takes a slow path (~8x) below about -88,
+# where float32 underflows, and FAC's unnormalised logits spread that far as training goes on; exp(-60)
+# is 1e-26 of the row's largest term (exp(0)), far below float32 rounding of the row sum
+_EXP_FLOOR = -60.0
+
+
+# Row counts of the oneDNN products whose shapes vary by batch are rounded up to a multiple of this:
+# oneDNN builds and caches a kernel per shape (~0.45 MB each, up to 1024 of them), so a new shape per
+# batch grew the process by several MB per batch; rounded, a few dozen shapes recur.
+_SHAPE_STEP = 64
+
+
+def _round_up(n: int) -> int:
+    return -(-n // _SHAPE_STEP) * _SHAPE_STEP
+
+
+def _pad_rows(x: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` with copies of its first row, of count 0, up to :func:`_round_up` rows: a copy leaves
+    every row max as it was and a count of 0 adds exactly nothing to the sums and gradients."""
+    extra = _round_up(x.shape[0]) - x.shape[0]
+    if extra == 0:
+        return x, count
+    return torch.cat([x, x[:1].detach().expand(extra, -1)]), torch.cat([count, count.new_zeros(extra)])
+
+
+def _counted_info_nce(a: torch.Tensor, b: torch.Tensor, temp: float, a_count: torch.Tensor, b_count: torch.Tensor,
+                      pairs: tuple[torch.Tensor, torch.Tensor] | None, n: int,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`_info_nce` of n pairs given on their distinct rows: row p of ``a`` stands for ``a_count[p]``
+    rows of the batch, row k of ``b`` for ``b_count[k]`` columns; ``pairs`` maps the batch's pairs to
+    (a row, b row), None when pair k is (k, k) (``a_count`` times). A duplicated column adds the same
+    exp term again, so sum_j exp(.) = sum_k c_k exp(.): the same loss and gradients, with a
+    [distinct, distinct] buffer (Baby: ~1900 x ~1460 users x items, ~1460^2 for FAC, of 2048^2).
+    ``out``: a flat buffer of at least len(a) * len(b) floats to hold it (kept between batches)."""
+    a32, b32 = (x.to(torch.promote_types(x.dtype, torch.float32)) for x in (a, b))  # bf16 autocast: sum in fp32
+    if pairs is None:
+        pos = (a_count.unsqueeze(1) * a32 * b32).sum()
+    else:
+        pos = (a32.index_select(0, pairs[0]) * b32.index_select(0, pairs[1])).sum()
+    (a_pad, a_w), (b_pad, b_w) = _pad_rows(a, a_count), _pad_rows(b, b_count)
+    lse = _CountedLogSumExp.apply(a_pad, b_pad, temp, a_w, b_w, out)
+    return (lse - pos / temp) / n
+
+
+_CHUNK = 1 << 18  # floats of logits per forward chunk (1 MiB: stays in cache through shift, exp and sum)
+
+
+class _CountedLogSumExp(torch.autograd.Function):
+    """sum_p w_p log sum_k c_k exp(a_p . b_k / t) with one [P, K] buffer.
+
+    The logits are formed in row chunks of about 1 MiB, shifted (by the row max, only when the
+    Cauchy-Schwarz bound max|a| max|b| / t could overflow: the main loss's unit vectors never need
+    it), exponentiated into the buffer and summed against the counts while in cache; the backward
+    folds the row and column scalings into the small [P, d] / [K, d] operands, so no pass over the
+    buffer is left but the two products. A buffer kept between batches (``out``) is reused (no fresh
+    ~10 MB block per term and batch). Always fp32 (float64 inputs stay float64), also under bf16
+    autocast: with the buffer this small oneDNN's fp32 products beat the bf16 path and its casts (a
+    short Baby run under ``train.precision: bf16``: 150 against 177 ms per batch), and the softmax is
+    fp32 in either form."""
+
+    @staticmethod
+    def forward(ctx, a, b, temp, a_count, b_count, out):  # type: ignore[override]
+        dev = a.device.type
+        ctx.dtypes = (a.dtype, b.dtype)
+        with torch.autocast(dev, enabled=False):
+            work = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+            a_t, b_m = a.to(work) / temp, b.to(work)
+            n_a, n_b = a_t.shape[0], b_m.shape[0]
+            bound = float(a_t.norm(dim=1).max()) * float(b_m.norm(dim=1).max())
+            shifted = bound > _EXP_SAFE
+            if out is None or out.dtype != work or out.numel() < n_a * n_b:
+                out = a_t.new_empty(n_a * n_b, dtype=work)
+            expd = out[: n_a * n_b].view(n_a, n_b)
+            total = expd.new_empty(n_a)
+            shift = expd.new_zeros(n_a, 1) if shifted else None
+            counts = b_count.to(expd.dtype)
+            step = max(_SHAPE_STEP, _CHUNK // max(n_b, 1) // _SHAPE_STEP * _SHAPE_STEP)  # shapes recur
+            for r in range(0, n_a, step):
+                rows = slice(r, min(r + step, n_a))
+                logits = matmul_nt(a_t[rows], b_m)
+                if shifted:
+                    torch.amax(logits, 1, keepdim=True, out=shift[rows])
+                    logits.sub_(shift[rows]).clamp_(min=_EXP_FLOOR)
+                torch.exp(logits, out=expd[rows])
+                torch.mv(expd[rows], counts, out=total[rows])
+            lse = total.log()
+            if shifted:
+                lse += shift.squeeze(1)
+            loss = (a_count.to(lse.dtype) * lse).sum()
+        ctx.save_for_backward(a_t, b_m, expd, total, a_count, b_count)
+        ctx.temp, ctx.used = temp, False
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        if ctx.used:  # the buffer may be another batch's by now
+            raise RuntimeError("SLMRec's InfoNCE cannot be backpropagated twice (retain_graph)")
+        ctx.used = True
+        a_t, b_m, expd, total, a_count, b_count = ctx.saved_tensors
+        # d loss / d logits[p, k] = w_p c_k exp[p, k] / total_p: row factor on a, column factor on b
+        with torch.autocast(a_t.device.type, enabled=False):
+            row = (grad.to(total.dtype) * a_count.to(total.dtype) / total).unsqueeze(1)
+            col = b_count.to(total.dtype).unsqueeze(1)
+            grad_a = matmul_nt(expd, (b_m * col).T).mul_(row).div_(ctx.temp)
+            grad_b = matmul_nt((a_t * row).T.contiguous(), expd.T).T.mul_(col)
+        return grad_a.to(ctx.dtypes[0]), grad_b.to(ctx.dtypes[1]), None, None, None, None
+
+
 @register
 class SLMRec(Recommender):
     name = "slmrec"
@@ -155,8 +268,10 @@ class SLMRec(Recommender):
         # the user-item block R of the normalised adjacency, for the split propagation (_fast)
         r = sp.csr_matrix(normalized_bipartite(ctx.train.matrix)[: self.n_users, self.n_users :])
         self._r_rows, self._rt_rows = r, sp.csr_matrix(r.T)
-        self._r = SparseGraph(r).to(ctx.device)  # R and R^T
-        self._rt = SparseGraph(self._rt_rows).to(ctx.device)  # R^T and R
+        # the split form's products are 64 columns wide (the ID tables, the selectors) or run once
+        # (the smoothed features): embedding_bag's kernel, 2-3x MKL's CSR product there (adjacency.bag_mm)
+        self._r = SparseGraph(r, kernel="bag").to(ctx.device)  # R and R^T
+        self._rt = SparseGraph(self._rt_rows, kernel="bag").to(ctx.device)  # R^T and R
         self._smooth: dict[str, torch.Tensor] = {}
         self._rows_buffers = KeptRows()  # _rows_of's kept results
         self.reset_parameters()
@@ -262,34 +377,35 @@ class SLMRec(Recommender):
         over_items = sp.vstack([self._r_rows[u], eye_rows(i, self.n_items)], format="csr")
         over_users = sp.vstack([eye_rows(u, self.n_users), self._rt_rows[i]], format="csr")
         dev = self.user_embedding.weight.device
-        return SparseGraph(over_items).to(dev), SparseGraph(over_users).to(dev)
+        return SparseGraph(over_items, kernel="bag").to(dev), SparseGraph(over_users, kernel="bag").to(dev)
 
     def _rows_of(self, over_items: SparseGraph, table: torch.Tensor, key: str) -> torch.Tensor:
         """``over_items @ table`` written into a buffer kept between batches (layers.KeptRows: the
-        ~55 MB result would otherwise be page-faulted in afresh every batch)."""
-        out = self._rows_buffers.get(key, over_items.shape[0], table, self.n_users + self.n_items)
-        torch.addmm(out, over_items.matrix, table, beta=0, out=out)
+        ~55 MB result would otherwise be page-faulted in afresh every batch), with zero rows up to
+        a multiple of :data:`_SHAPE_STEP` (the projection's shape then repeats across batches)."""
+        n = over_items.shape[0]
+        out = self._rows_buffers.get(key, _round_up(n), table, _round_up(self.n_users + self.n_items))
+        torch.addmm(out[:n], over_items.matrix, table, beta=0, out=out[:n])
+        out[n:].zero_()
         return out
 
     def _modal_rows(self, m: str, smoothed: torch.Tensor, ones: torch.Tensor) -> torch.Tensor:
         """T_i (norm(X_m) W^T + b) at the rows ``smoothed`` / ``ones`` were taken at."""
         dense = self.dense[m]
-        return fused_linear(smoothed, dense.weight) + ones * dense.bias  # oneDNN's fp32 product
+        # oneDNN's fp32 product; ``smoothed`` may carry padding rows past those of ``ones``
+        return fused_linear(smoothed, dense.weight)[: ones.shape[0]] + ones * dense.bias
 
     def _fast_rows(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Branch outputs at [users; items] (no dropout): [len(users) + len(items), B, d], equal
-        to those rows of :meth:`_propagate_nodes` up to float rounding."""
-        ub, u_inv = torch.unique(users, return_inverse=True)
-        ib, i_inv = torch.unique(items, return_inverse=True)
-        over_items, over_users = self._selectors(ub, ib)
+        """Branch outputs at [users; items] (distinct ids, no dropout): [len(users) + len(items), B, d],
+        equal to those rows of :meth:`_propagate_nodes` up to float rounding."""
+        over_items, over_users = self._selectors(users, items)
         smooth = self._smoothed()
         common = over_users @ self._smooth_user(self.user_embedding.weight)
         branches = [common + over_items @ self._smooth_item(self.item_embedding.weight)]
         ones = sparse_mm(over_items.matrix, smooth["ones"])
         for m in self.modal:
             branches.append(common + self._modal_rows(m, self._rows_of(over_items, smooth[m], m), ones))
-        rows = torch.stack(branches, 1) / (self.params.n_layers + 1)
-        return torch.cat([rows[: len(ub)].index_select(0, u_inv), rows[len(ub) :].index_select(0, i_inv)])
+        return torch.stack(branches, 1) / (self.params.n_layers + 1)
 
     def _fast_all(self) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_propagate` for every node through the split form."""
@@ -314,15 +430,31 @@ class SLMRec(Recommender):
         return self._fuse(u_br, self.read_user), self._fuse(i_br, self.read_item), i_br
 
     # -- losses ---------------------------------------------------------------------------
+    def _nce_buffer(self, key: str, a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
+        """The kept flat buffer for one InfoNCE's [len(a), len(b)] exp logits (one per call site)."""
+        like = torch.empty(0, dtype=torch.float32, device=a.device)
+        size = _round_up(a.shape[0]) * _round_up(b.shape[0])
+        return self._rows_buffers.get("nce_" + key, size, like, _round_up(n) ** 2)
+
     def _fac(self, i_br: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """FAC over rows ``items`` of the item branch outputs ``i_br``."""
         t = self.params.ssl_temp
-        rows = i_br.index_select(0, items)
+        return self._fac_levels(i_br.index_select(0, items), lambda j, a, b: _info_nce(a, b, t))
+
+    def _fac_levels(self, rows: torch.Tensor, nce) -> torch.Tensor:
+        """The FAC levels over item branch rows [n, B, d]; ``nce(level, joint, modal)`` is the InfoNCE."""
         joint = rows[:, 0]
         loss = 0.0
         for j in range(len(self.modal)):
             joint = self.fac_joint[j](joint)
-            loss = loss + _info_nce(joint, self.fac_modal[j](rows[:, j + 1]), t)
+            loss = loss + nce(j, joint, self.fac_modal[j](rows[:, j + 1]))
         return loss
+
+    def _fac_counted(self, rows: torch.Tensor, counts: torch.Tensor, n: int) -> torch.Tensor:
+        """FAC over distinct item rows, each standing for ``counts`` of the n batch rows."""
+        t = self.params.ssl_temp
+        return self._fac_levels(rows, lambda j, a, b: _counted_info_nce(
+            a, b, t, counts, counts, None, n, self._nce_buffer(f"fac{j}", a, b, n)))
 
     def _two_views(self, users: torch.Tensor, items: torch.Tensor, dropout: float, mask: bool) -> torch.Tensor:
         inputs = self._item_inputs()
@@ -346,16 +478,25 @@ class SLMRec(Recommender):
         p = self.params
         b = batch.users.shape[0]
         # only the batch's rows are read out (the read-outs are row-wise: these rows equal compute()'s)
-        if self._fast():
-            rows = self._fast_rows(batch.users, batch.pos_items)
+        if self._fast():  # and only its distinct users and items, each weighted by its count
+            ub, u_inv, u_count = torch.unique(batch.users, return_inverse=True, return_counts=True)
+            ib, i_inv, i_count = torch.unique(batch.pos_items, return_inverse=True, return_counts=True)
+            rows = self._fast_rows(ub, ib)
+            u_count, i_count = u_count.to(rows.dtype), i_count.to(rows.dtype)
+            u = F.normalize(self._fuse(rows[: len(ub)], self.read_user), dim=1)
+            i = F.normalize(self._fuse(rows[len(ub) :], self.read_item), dim=1)
+            loss = _counted_info_nce(u, i, p.temp, u_count, i_count, (u_inv, i_inv), b,
+                                     self._nce_buffer("main", u, i, b))
+            fac = (lambda: self._fac_counted(rows[len(ub) :], i_count, b))
         else:
             rows = self._batch_rows(self._item_inputs(), torch.cat([batch.users, batch.pos_items + self.n_users]))
-        u = F.normalize(self._fuse(rows[:b], self.read_user), dim=1)
-        i = F.normalize(self._fuse(rows[b:], self.read_item), dim=1)
-        loss = _info_nce(u, i, p.temp)
+            u = F.normalize(self._fuse(rows[:b], self.read_user), dim=1)
+            i = F.normalize(self._fuse(rows[b:], self.read_item), dim=1)
+            loss = _info_nce(u, i, p.temp)
+            fac = (lambda: self._fac(rows, torch.arange(b, 2 * b, device=rows.device)))
         if p.ssl_alpha > 0:
             if p.ssl_task == "FAC":
-                ssl = self._fac(rows, torch.arange(b, 2 * b, device=rows.device))
+                ssl = fac()
             elif p.ssl_task == "FD":
                 ssl = self._two_views(batch.users, batch.pos_items, p.dropout_rate, mask=False)
             else:
