@@ -59,7 +59,7 @@ from torch import nn
 from cliper.graphs.adjacency import SparseGraph, bipartite_graph, layer_sum, normalized_bipartite, sparse_mm
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
 from cliper.models.fused_ops import linear as fused_linear
-from cliper.models.fused_ops import matmul_nt
+from cliper.models.fused_ops import ROW_STEP, matmul_nt, round_rows
 from cliper.models.layers import KeptRows, l2_penalty
 from cliper.models.modal import modal_features, present_modalities
 from cliper.models.registry import register
@@ -132,20 +132,10 @@ _EXP_SAFE = 40.0  # exp(+-40) is far inside float32's range: no max shift needed
 _EXP_FLOOR = -60.0
 
 
-# Row counts of the oneDNN products whose shapes vary by batch are rounded up to a multiple of this:
-# oneDNN builds and caches a kernel per shape (~0.45 MB each, up to 1024 of them), so a new shape per
-# batch grew the process by several MB per batch; rounded, a few dozen shapes recur.
-_SHAPE_STEP = 64
-
-
-def _round_up(n: int) -> int:
-    return -(-n // _SHAPE_STEP) * _SHAPE_STEP
-
-
 def _pad_rows(x: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` with copies of its first row, of count 0, up to :func:`_round_up` rows: a copy leaves
+    """``x`` with copies of its first row, of count 0, up to ``fused_ops.round_rows`` rows: a copy leaves
     every row max as it was and a count of 0 adds exactly nothing to the sums and gradients."""
-    extra = _round_up(x.shape[0]) - x.shape[0]
+    extra = round_rows(x.shape[0]) - x.shape[0]
     if extra == 0:
         return x, count
     return torch.cat([x, x[:1].detach().expand(extra, -1)]), torch.cat([count, count.new_zeros(extra)])
@@ -202,7 +192,7 @@ class _CountedLogSumExp(torch.autograd.Function):
             total = expd.new_empty(n_a)
             shift = expd.new_zeros(n_a, 1) if shifted else None
             counts = b_count.to(expd.dtype)
-            step = max(_SHAPE_STEP, _CHUNK // max(n_b, 1) // _SHAPE_STEP * _SHAPE_STEP)  # shapes recur
+            step = max(ROW_STEP, _CHUNK // max(n_b, 1) // ROW_STEP * ROW_STEP)  # shapes recur
             for r in range(0, n_a, step):
                 rows = slice(r, min(r + step, n_a))
                 logits = matmul_nt(a_t[rows], b_m)
@@ -382,9 +372,9 @@ class SLMRec(Recommender):
     def _rows_of(self, over_items: SparseGraph, table: torch.Tensor, key: str) -> torch.Tensor:
         """``over_items @ table`` written into a buffer kept between batches (layers.KeptRows: the
         ~55 MB result would otherwise be page-faulted in afresh every batch), with zero rows up to
-        a multiple of :data:`_SHAPE_STEP` (the projection's shape then repeats across batches)."""
+        a multiple of ``fused_ops.ROW_STEP`` (the projection's shape then repeats across batches)."""
         n = over_items.shape[0]
-        out = self._rows_buffers.get(key, _round_up(n), table, _round_up(self.n_users + self.n_items))
+        out = self._rows_buffers.get(key, round_rows(n), table, round_rows(self.n_users + self.n_items))
         torch.addmm(out[:n], over_items.matrix, table, beta=0, out=out[:n])
         out[n:].zero_()
         return out
@@ -433,8 +423,8 @@ class SLMRec(Recommender):
     def _nce_buffer(self, key: str, a: torch.Tensor, b: torch.Tensor, n: int) -> torch.Tensor:
         """The kept flat buffer for one InfoNCE's [len(a), len(b)] exp logits (one per call site)."""
         like = torch.empty(0, dtype=torch.float32, device=a.device)
-        size = _round_up(a.shape[0]) * _round_up(b.shape[0])
-        return self._rows_buffers.get("nce_" + key, size, like, _round_up(n) ** 2)
+        size = round_rows(a.shape[0]) * round_rows(b.shape[0])
+        return self._rows_buffers.get("nce_" + key, size, like, round_rows(n) ** 2)
 
     def _fac(self, i_br: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """FAC over rows ``items`` of the item branch outputs ``i_br``."""
