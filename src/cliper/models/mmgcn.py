@@ -157,6 +157,38 @@ class BipartiteBlock:
         return self.product(x)
 
 
+class RowsBlock:
+    """``A[rows]`` of a :class:`BipartiteBlock` (rows may repeat), with its transpose for the backward.
+
+    MMGCN's loss reads the last layer's user rows of the batch only (2,048 of Baby's 19,445
+    users); the other rows of that layer are never used, so they are not computed in training.
+    """
+
+    def __init__(self, block: BipartiteBlock, rows: torch.Tensor):
+        self.matrix, self.matrix_t = block.graph.row_block(rows.cpu(), transpose=True)
+        self.shape = tuple(self.matrix.shape)
+
+    def to(self, device: torch.device | str) -> "RowsBlock":
+        self.matrix, self.matrix_t = self.matrix.to(device), self.matrix_t.to(device)
+        return self
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _RowsProduct.apply(self, x)
+        return sparse_mm(self.matrix, x.to(torch.float32))
+
+
+class _RowsProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, block: RowsBlock, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.block = block
+        return sparse_mm(block.matrix, x.to(torch.float32))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return None, sparse_mm(ctx.block.matrix_t, grad.contiguous())
+
+
 class _BlockProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, block: BipartiteBlock, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -326,22 +358,29 @@ class ModalityGCN(nn.Module):
         return self._user_cache
 
     def forward(self, blocks: tuple[BipartiteBlock, BipartiteBlock], features: torch.Tensor,
-                id_users: torch.Tensor, id_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                id_users: torch.Tensor, id_items: torch.Tensor,
+                batch_users: tuple[torch.Tensor, RowsBlock] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(user rows, item rows) of the last layer; ``blocks`` from :func:`neighbour_blocks`.
 
         Equal to running the layers on ``x = normalize([preference; features])`` with the full
         operator; users and items are kept apart, so no gradient is computed for constant
-        item rows and no [U+I, d] concatenation is made.
+        item rows and no [U+I, d] concatenation is made. With ``batch_users`` (rows, ``A_ui[rows]``)
+        the last layer's user side is computed for those rows only, and the user rows returned are theirs.
         """
         g_ui, g_iu = blocks
+        last = len(self.conv) - 1
         xu, agg_u = self.user_input(g_iu)  # row-wise, so normalising the blocks apart is the same
         xi = self.item_input(features)
         slope = self.slope
         act = F.leaky_relu_  # in place on fresh products: their backward needs inputs, not outputs
         for layer, (w, lin, comb) in enumerate(zip(self.conv, self.linear, self.combine)):
             w_h = comb.weight[:, : w.shape[1]].T if self.concat else comb.weight.T
-            fused = g_ui.shape[0] >= g_ui.shape[1] and _fused_users(g_ui, xi, w_h, comb.bias)
-            if fused:  # Eq. 1 for users, inside _AggregateCombine with its W_2 product
+            rows = batch_users if layer == last else None
+            fused = rows is None and g_ui.shape[0] >= g_ui.shape[1] and _fused_users(g_ui, xi, w_h, comb.bias)
+            if rows is not None:  # the batch's users only: xu and id_users become their rows
+                hu = act(_aggregate(rows[1], xi, w), slope)
+                xu_in, id_u = xu[rows[0]], id_users[rows[0]]
+            elif fused:  # Eq. 1 for users, inside _AggregateCombine with its W_2 product
                 p = _times(xi, w)
                 z = _AggregateCombine.apply(p, w_h, comb.bias, g_ui, slope,
                                             self.kept.get(f"h{layer}", g_ui.shape[0], p, g_ui.shape[0]), self.scratch)
@@ -351,7 +390,9 @@ class ModalityGCN(nn.Module):
                 hi = act(_times(agg_u, w), slope)
             else:
                 hi = act(_aggregate(g_iu, xu, w), slope)
-            xhu = act(project(xu, lin), slope) + id_users  # Eq. 5
+            if rows is None:
+                xu_in, id_u = xu, id_users
+            xhu = act(project(xu_in, lin), slope) + id_u  # Eq. 5
             xhi = act(project(xi, lin), slope) + id_items
             if self.concat:  # Eq. 6, W_2 [h ; x_hat] as two blocks of W_2 (no [N, w + d] copy)
                 w_x = comb.weight[:, w.shape[1] :].T
@@ -403,17 +444,19 @@ class MMGCN(Recommender):
         self.blocks = (g_ui.to(ctx.device), g_iu.to(ctx.device))
         self._pref_penalty: tuple[list, torch.Tensor] | None = None
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def propagate(self, batch_users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user, item) representations; with ``batch_users``, the user rows of those users only
+        (the last layer's other user rows are not computed)."""
         id_u, id_i = self.id_embedding[: self.n_users], self.id_embedding[self.n_users :]
+        rows = None if batch_users is None else (batch_users, RowsBlock(self.blocks[0], batch_users).to(batch_users.device))
         users, items = 0.0, 0.0
         for m in self.used:
-            u, i = self.gcns[m](self.blocks, self.features.get(m), id_u, id_i)
+            u, i = self.gcns[m](self.blocks, self.features.get(m), id_u, id_i, rows)
             users, items = users + u, items + i
         return users / len(self.used), items / len(self.used)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        users, items = self.propagate()
-        u = users[batch.users]
+        u, items = self.propagate(batch.users)
         loss = bpr_loss((u * items[batch.pos_items]).sum(1), (u * items[batch.neg_items]).sum(1))
         ids = self.id_embedding
         pos, neg = ids[self.n_users + batch.pos_items], ids[self.n_users + batch.neg_items]
