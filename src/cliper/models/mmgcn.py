@@ -220,7 +220,7 @@ class _AggregateCombine(torch.autograd.Function):
         F.leaky_relu_(h, slope)
         ctx.save_for_backward(h, w_h)
         ctx.block, ctx.slope, ctx.scratch = block, slope, scratch
-        return torch.addmm(bias, h, w_h)
+        return fused_ops.matmul_nt(h, w_h.T.contiguous(), bias)  # oneDNN: 11 against MKL's 16 ms (text, Baby)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -359,13 +359,15 @@ class ModalityGCN(nn.Module):
 
     def forward(self, blocks: tuple[BipartiteBlock, BipartiteBlock], features: torch.Tensor,
                 id_users: torch.Tensor, id_items: torch.Tensor,
-                batch_users: tuple[torch.Tensor, RowsBlock] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                batch_users: tuple[torch.Tensor, RowsBlock] | None = None,
+                batch_items: tuple[torch.Tensor, RowsBlock] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(user rows, item rows) of the last layer; ``blocks`` from :func:`neighbour_blocks`.
 
         Equal to running the layers on ``x = normalize([preference; features])`` with the full
         operator; users and items are kept apart, so no gradient is computed for constant
         item rows and no [U+I, d] concatenation is made. With ``batch_users`` (rows, ``A_ui[rows]``)
-        the last layer's user side is computed for those rows only, and the user rows returned are theirs.
+        the last layer's user side is computed for those rows only, and the user rows returned are
+        theirs; ``batch_items`` (rows, ``A_iu[rows]``) likewise for the items.
         """
         g_ui, g_iu = blocks
         last = len(self.conv) - 1
@@ -386,14 +388,16 @@ class ModalityGCN(nn.Module):
                                             self.kept.get(f"h{layer}", g_ui.shape[0], p, g_ui.shape[0]), self.scratch)
             else:
                 hu = act(_aggregate(g_ui, xi, w), slope)  # Eq. 1: users aggregate their items' W_1 x_j
+            item_rows = batch_items if layer == last else None
             if layer == 0 and agg_u is not None:  # ... items their users' (aggregated once)
-                hi = act(_times(agg_u, w), slope)
+                hi = act(_times(agg_u if item_rows is None else agg_u[item_rows[0]], w), slope)
             else:
-                hi = act(_aggregate(g_iu, xu, w), slope)
+                hi = act(_aggregate(g_iu if item_rows is None else item_rows[1], xu, w), slope)
+            xi_in, id_i = (xi, id_items) if item_rows is None else (xi[item_rows[0]], id_items[item_rows[0]])
             if rows is None:
                 xu_in, id_u = xu, id_users
             xhu = act(project(xu_in, lin), slope) + id_u  # Eq. 5
-            xhi = act(project(xi, lin), slope) + id_items
+            xhi = act(project(xi_in, lin), slope) + id_i
             if self.concat:  # Eq. 6, W_2 [h ; x_hat] as two blocks of W_2 (no [N, w + d] copy)
                 w_x = comb.weight[:, w.shape[1] :].T
                 xu = act(z.addmm_(xhu, w_x) if fused else _two_products(comb.bias, hu, w_h, xhu, w_x), slope)
@@ -408,13 +412,13 @@ def _two_products(bias: torch.Tensor, a: torch.Tensor, w_a: torch.Tensor, b: tor
                   w_b: torch.Tensor) -> torch.Tensor:
     """``bias + a w_a + b w_b``; the second product accumulates in place (no copy of the first).
 
-    Under autocast the first product is low precision and the in-place one would mix dtypes,
+    The first product is the wide one ([N, 384] x [384, 64] in the text modality's first layer):
+    oneDNN's (fused_ops.linear; 3.7 against MKL's 4.7 ms for Baby's items). Under autocast the first product is low precision and the in-place one would mix dtypes,
     so the out-of-place form is kept there.
     """
-    first = torch.addmm(bias, a, w_a)
-    if torch.is_autocast_enabled(first.device.type):
-        return torch.addmm(first, b, w_b)
-    return first.addmm_(b, w_b)
+    if torch.is_autocast_enabled(a.device.type):
+        return torch.addmm(torch.addmm(bias, a, w_a), b, w_b)
+    return fused_linear(a, w_a.T.contiguous(), bias).addmm_(b, w_b)
 
 
 @register
@@ -444,20 +448,26 @@ class MMGCN(Recommender):
         self.blocks = (g_ui.to(ctx.device), g_iu.to(ctx.device))
         self._pref_penalty: tuple[list, torch.Tensor] | None = None
 
-    def propagate(self, batch_users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(user, item) representations; with ``batch_users``, the user rows of those users only
-        (the last layer's other user rows are not computed)."""
+    def propagate(self, batch_users: torch.Tensor | None = None,
+                  batch_items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user, item) representations; with ``batch_users`` / ``batch_items``, the rows of those
+        users / items only, in their order (the last layer's other rows are not computed)."""
         id_u, id_i = self.id_embedding[: self.n_users], self.id_embedding[self.n_users :]
-        rows = None if batch_users is None else (batch_users, RowsBlock(self.blocks[0], batch_users).to(batch_users.device))
+
+        def rows(ids: torch.Tensor | None, block: BipartiteBlock):
+            return None if ids is None else (ids, RowsBlock(block, ids).to(ids.device))
+
+        u_rows, i_rows = rows(batch_users, self.blocks[0]), rows(batch_items, self.blocks[1])
         users, items = 0.0, 0.0
         for m in self.used:
-            u, i = self.gcns[m](self.blocks, self.features.get(m), id_u, id_i, rows)
+            u, i = self.gcns[m](self.blocks, self.features.get(m), id_u, id_i, u_rows, i_rows)
             users, items = users + u, items + i
         return users / len(self.used), items / len(self.used)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        u, items = self.propagate(batch.users)
-        loss = bpr_loss((u * items[batch.pos_items]).sum(1), (u * items[batch.neg_items]).sum(1))
+        n = batch.pos_items.shape[0]
+        u, items = self.propagate(batch.users, torch.cat([batch.pos_items, batch.neg_items]))
+        loss = bpr_loss((u * items[:n]).sum(1), (u * items[n:]).sum(1))
         ids = self.id_embedding
         pos, neg = ids[self.n_users + batch.pos_items], ids[self.n_users + batch.neg_items]
         f = self.params.reg_form
