@@ -104,8 +104,20 @@ def test_scoring_drops_training_buffers_and_matches_full_propagation():
     model.eval()
     with torch.no_grad():
         users, items = model.score_embeddings()
-    assert not model.gcns["text"].kept._buffers and not model.gcns["text"].scratch._buffers
+    assert not model.gcns["text"].kept._buffers and model.gcns["text"].scratch._flat is None
     model.train()
     with torch.no_grad():
         full_u, full_i = model.propagate()
     assert torch.allclose(users, full_u, atol=1e-6) and torch.allclose(items, full_i, atol=1e-6)
+
+
+def test_one_scratch_buffer_serves_every_width():
+    model = build("mmgcn", embedding_dim=6)
+    model.train()
+    model.calculate_loss(make_batch(0)).backward()
+    scratch = model.gcns["image"].scratch
+    flat = scratch._flat
+    assert flat is not None and flat.numel() == model.n_users * max(model.features.dim("text"), model.params.image_latent_dim)
+    wide = scratch.get(torch.empty(model.n_users, model.features.dim("text")))
+    narrow = scratch.get(torch.empty(model.n_users, 6))
+    assert wide.data_ptr() == narrow.data_ptr() == flat.data_ptr() and narrow.shape == (model.n_users, 6)

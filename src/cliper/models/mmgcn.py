@@ -200,6 +200,24 @@ class _BlockProduct(torch.autograd.Function):
         return None, ctx.block.product(grad, transpose=True)
 
 
+class Scratch:
+    """One flat buffer lent as a tensor shaped like any requested one (layers of every width share
+    it: each backward is done with it before the next one starts)."""
+
+    def __init__(self):
+        self._flat: torch.Tensor | None = None
+
+    def get(self, like: torch.Tensor) -> torch.Tensor:
+        n = like.numel()
+        flat = self._flat
+        if flat is None or flat.numel() < n or flat.dtype != like.dtype or flat.device != like.device:
+            flat = self._flat = like.new_empty(n)
+        return flat[:n].view(like.shape)
+
+    def clear(self) -> None:
+        self._flat = None
+
+
 class _AggregateCombine(torch.autograd.Function):
     """``bias + LeakyReLU(A p) w_h`` with ``A p`` written into a buffer kept between batches and its
     gradient into one scratch buffer shared by every layer (:class:`cliper.models.layers.KeptRows`).
@@ -215,7 +233,7 @@ class _AggregateCombine(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p: torch.Tensor, w_h: torch.Tensor, bias: torch.Tensor, block: BipartiteBlock,  # type: ignore[override]
-                slope: float, h: torch.Tensor, scratch: KeptRows) -> torch.Tensor:
+                slope: float, h: torch.Tensor, scratch: Scratch) -> torch.Tensor:
         block.product(p, out=h)
         F.leaky_relu_(h, slope)
         ctx.save_for_backward(h, w_h)
@@ -230,7 +248,7 @@ class _AggregateCombine(torch.autograd.Function):
         g_w = h.T.mm(grad) if need_w else None
         g_p = None
         if need_p:
-            g_h = torch.mm(grad, w_h.T, out=ctx.scratch.get("grad", h.shape[0], h, max_rows=h.shape[0]))
+            g_h = torch.mm(grad, w_h.T, out=ctx.scratch.get(h))
             torch.ops.aten.leaky_relu_backward.grad_input(g_h, h, ctx.slope, True, grad_input=g_h)
             g_p = ctx.block.product(g_h, transpose=True)
         return g_p, g_w, (grad.sum(0) if need_b else None), None, None, None, None
@@ -296,7 +314,7 @@ class ModalityGCN(nn.Module):
         self._user_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._cast = CastCopy()  # the frozen features in autocast's dtype
         self.kept = KeptRows()  # _AggregateCombine's A p per layer, kept between batches
-        self.scratch = KeptRows()  # its gradient buffer (MMGCN shares one between modalities)
+        self.scratch = Scratch()  # its gradient buffer (MMGCN shares one between modalities)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -441,7 +459,7 @@ class MMGCN(Recommender):
         else:  # MMRec: a fixed random table (a buffer, so checkpoints still hold it)
             self.register_buffer("id_embedding", ids)
         nn.init.xavier_normal_(self.id_embedding)
-        scratch = KeptRows()
+        scratch = Scratch()
         for gcn in self.gcns.values():
             gcn.scratch = scratch
         g_ui, g_iu = neighbour_blocks(ctx.train.matrix, params.aggregation)
