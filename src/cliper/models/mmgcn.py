@@ -24,8 +24,11 @@ runs the dense product on fewer rows, and each direction uses the faster sparse 
 normalisation (MMRec's text), and with fixed preference tables (the default) their
 normalisation, their layer-1 aggregate and their L2 term. LeakyReLU runs in place on fresh
 products, the dense layer products run by oneDNN's fp32 kernel on CPU (fused_ops.linear) and the
-frozen image features are cast to bf16 once under autocast. Same maths as the stacked form (equal up to float rounding;
-docs/backbones/mmgcn.md, "Speed").
+frozen image features are cast to bf16 once under autocast. In training the last layer is computed
+for the batch's user and item rows only (the loss reads no other row), and every earlier user layer
+runs aggregate, LeakyReLU and its W_2 product in one autograd Function whose [U, w] tensors live in
+buffers kept between batches (:class:`_AggregateCombine`; a backward after a later forward is
+refused). Same maths as the stacked form (equal up to float rounding; docs/backbones/mmgcn.md, "Speed").
 
 Differences from the reference code (MMRec's mmgcn.py; docs/backbones/mmgcn.md has the table):
 - ID embedding and preference tables are fixed random tensors by default, as in MMRec and the
