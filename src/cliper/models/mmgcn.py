@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
-from cliper.graphs.adjacency import SparseGraph, sparse_mm
+from cliper.graphs.adjacency import SparseGraph, scipy_to_torch, sparse_mm
 from cliper.models import fused_ops
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.fused_ops import linear as fused_linear
@@ -127,6 +127,7 @@ class BipartiteBlock:
     def __init__(self, matrix: sp.csr_matrix):
         self.graph = SparseGraph(matrix)  # MKL CSR kernels (and the transpose), any device
         self.shape = self.graph.shape
+        self.rows_source = sp.csr_matrix(matrix)  # on the CPU whatever the device: RowsBlock slices it
         self._csc = sp.csc_matrix(matrix)  # scatter form of A x (CSC of A)
         self._csc_t = sp.csr_matrix(matrix).T  # scatter form of A^T g (CSC of A^T: A's CSR, transposed)
 
@@ -168,12 +169,10 @@ class RowsBlock:
     """
 
     def __init__(self, block: BipartiteBlock, rows: torch.Tensor):
-        self.matrix, self.matrix_t = block.graph.row_block(rows.cpu(), transpose=True)
+        part = block.rows_source[rows.cpu().numpy()]  # scipy's row slice: the block's rows, in order
+        device = rows.device
+        self.matrix, self.matrix_t = scipy_to_torch(part).to(device), scipy_to_torch(part.T).to(device)
         self.shape = tuple(self.matrix.shape)
-
-    def to(self, device: torch.device | str) -> "RowsBlock":
-        self.matrix, self.matrix_t = self.matrix.to(device), self.matrix_t.to(device)
-        return self
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
@@ -476,7 +475,7 @@ class MMGCN(Recommender):
         id_u, id_i = self.id_embedding[: self.n_users], self.id_embedding[self.n_users :]
 
         def rows(ids: torch.Tensor | None, block: BipartiteBlock):
-            return None if ids is None else (ids, RowsBlock(block, ids).to(ids.device))
+            return None if ids is None else (ids, RowsBlock(block, ids))
 
         u_rows, i_rows = rows(batch_users, self.blocks[0]), rows(batch_items, self.blocks[1])
         users, items = 0.0, 0.0
