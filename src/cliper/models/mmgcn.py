@@ -19,7 +19,7 @@ Speed: every layer's neighbourhood mean is one sparse product with the row-norma
 adjacency D^-1 A, not an edge-list scatter over 2|E| gathered message rows. The operator is
 bipartite, so users and items are propagated as two blocks (A_ui x_i, A_iu x_u): no [U+I, d]
 concatenation or its backward copies; each block multiplies A (x W_1) or (A x) W_1, whichever
-runs the dense product on fewer rows, and each direction uses the faster sparse kernel
+runs the dense product on fewer rows, and on CPU every sparse product runs as embedding_bag
 (:class:`BipartiteBlock`). Constants are made once: an unprojected frozen modality's
 normalisation (MMRec's text), and with fixed preference tables (the default) their
 normalisation, their layer-1 aggregate and their L2 term. LeakyReLU runs in place on fresh
