@@ -160,8 +160,9 @@ class BipartiteBlock:
 class RowsBlock:
     """``A[rows]`` of a :class:`BipartiteBlock` (rows may repeat), with its transpose for the backward.
 
-    MMGCN's loss reads the last layer's user rows of the batch only (2,048 of Baby's 19,445
-    users); the other rows of that layer are never used, so they are not computed in training.
+    MMGCN's loss reads the last layer's rows of the batch only (2,048 of Baby's 19,445 users,
+    4,096 item rows of 7,050); the other rows of that layer are never used, so training does not
+    compute them.
     """
 
     def __init__(self, block: BipartiteBlock, rows: torch.Tensor):
@@ -217,16 +218,17 @@ class Scratch:
 
 
 class _AggregateCombine(torch.autograd.Function):
-    """``bias + LeakyReLU(A p) w_h`` with ``A p`` written into a buffer kept between batches and its
-    gradient into one scratch buffer shared by every layer (:class:`cliper.models.layers.KeptRows`).
+    """``bias + LeakyReLU(A p) w_h`` with ``A p`` written into a buffer kept between batches
+    (:class:`cliper.models.layers.KeptRows`) and its gradient into one :class:`Scratch` buffer
+    shared by every layer.
 
     On Baby the text modality's first user layer ``A p`` is [19445 x 384], 30 MB: with its
     gradient and the LeakyReLU gradient, three fresh tensors per batch whose 2 MiB-aligned blocks
     pass glibc's 32 MiB mmap threshold, so they were mapped and faulted in again on every batch
-    (650-3,800 faults and up to 65 ms of system time in a step). The products and their order are
-    the autograd ones (``addmm``, ``grad w_h^T``, ``h^T grad``, the in-place LeakyReLU's backward on
-    its result): same values. The saved buffer is overwritten by the next batch's forward, so a
-    backward after a later forward is refused by autograd's in-place check.
+    (650-3,800 faults and up to 65 ms of system time in a step). The backward runs autograd's own
+    products (``grad w_h^T``, ``h^T grad``, the in-place LeakyReLU's backward on its result); the
+    forward's ``h w_h`` is oneDNN's (float rounding). The saved buffer is overwritten by the next
+    batch's forward, so a backward after a later forward is refused by autograd's in-place check.
     """
 
     @staticmethod
@@ -252,7 +254,7 @@ class _AggregateCombine(torch.autograd.Function):
         return g_p, g_w, (grad.sum(0) if need_b else None), None, None, None, None
 
 
-def _fused_users(block: BipartiteBlock, p: torch.Tensor, w_h: torch.Tensor, bias: torch.Tensor | None) -> bool:
+def _fused_users(p: torch.Tensor, w_h: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether :class:`_AggregateCombine` takes a user layer: fp32 CPU training outside autocast."""
     return (torch.is_grad_enabled() and bias is not None and p.device.type == "cpu" and p.dtype == torch.float32
             and w_h.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
@@ -394,7 +396,7 @@ class ModalityGCN(nn.Module):
         for layer, (w, lin, comb) in enumerate(zip(self.conv, self.linear, self.combine)):
             w_h = comb.weight[:, : w.shape[1]].T if self.concat else comb.weight.T
             rows = batch_users if layer == last else None
-            fused = rows is None and g_ui.shape[0] >= g_ui.shape[1] and _fused_users(g_ui, xi, w_h, comb.bias)
+            fused = rows is None and g_ui.shape[0] >= g_ui.shape[1] and _fused_users(xi, w_h, comb.bias)
             if rows is not None:  # the batch's users only: xu and id_users become their rows
                 hu = act(_aggregate(rows[1], xi, w), slope)
                 xu_in, id_u = xu[rows[0]], id_users[rows[0]]
@@ -429,8 +431,9 @@ def _two_products(bias: torch.Tensor, a: torch.Tensor, w_a: torch.Tensor, b: tor
     """``bias + a w_a + b w_b``; the second product accumulates in place (no copy of the first).
 
     The first product is the wide one ([N, 384] x [384, 64] in the text modality's first layer):
-    oneDNN's (fused_ops.linear; 3.7 against MKL's 4.7 ms for Baby's items). Under autocast the first product is low precision and the in-place one would mix dtypes,
-    so the out-of-place form is kept there.
+    oneDNN's (fused_ops.linear; 3.7 against MKL's 4.7 ms for Baby's items). Under autocast the
+    first product is low precision and the in-place one would mix dtypes, so the out-of-place
+    form is kept there.
     """
     if torch.is_autocast_enabled(a.device.type):
         return torch.addmm(torch.addmm(bias, a, w_a), b, w_b)
