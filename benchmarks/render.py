@@ -64,6 +64,24 @@ SECTIONS = {
     "p14_lattice_before": ("LATTICE before it (commit 75148a0), the same command, earlier the same day",
                            "python benchmarks/bench_models.py --models lattice --datasets baby --epochs 1 --evals 2 "
                            "--threads 1 --name p14_lattice_before"),
+    "p15_mmgcn_baby": ("MMGCN after its third speed session (batch rows in the last layer, kept first-layer buffers)",
+                       "python benchmarks/bench_models.py --models mmgcn --datasets baby --epochs 1 --evals 1 "
+                       "--threads 1 --name p15_mmgcn_baby"),
+    "p15_mmgcn_baby_main": ("MMGCN before it (main's mmgcn.py), the same command right after",
+                            "PYTHONPATH=MAIN/src python benchmarks/bench_models.py --models mmgcn --datasets baby "
+                            "--epochs 1 --evals 1 --threads 1 --name p15_mmgcn_baby_main"),
+    "p15_mmgcn_baby_2ep": ("MMGCN after it, 2 seeded epochs (valid R@20 against main's)",
+                           "python benchmarks/bench_models.py --models mmgcn --datasets baby --epochs 2 --evals 1 "
+                           "--threads 1 --name p15_mmgcn_baby_2ep"),
+    "p15_mmgcn_baby_2ep_main": ("MMGCN before it (main's mmgcn.py), 2 seeded epochs, right after",
+                                "PYTHONPATH=MAIN/src python benchmarks/bench_models.py --models mmgcn --datasets baby "
+                                "--epochs 2 --evals 1 --threads 1 --name p15_mmgcn_baby_2ep_main"),
+    "p15_mmgcn_baby_2ep_seed2": ("MMGCN after it, 2 epochs under seed 2 (seed noise of valid R@20)",
+                                 "python benchmarks/bench_models.py --models mmgcn --datasets baby --epochs 2 --evals 1 "
+                                 "--threads 1 -o seed=2 --name p15_mmgcn_baby_2ep_seed2"),
+    "p15_mmgcn_baby_2ep_seed2_main": ("MMGCN before it (main's mmgcn.py), 2 epochs under seed 2, right after",
+                                      "PYTHONPATH=MAIN/src python benchmarks/bench_models.py --models mmgcn --datasets baby "
+                                      "--epochs 2 --evals 1 --threads 1 -o seed=2 --name p15_mmgcn_baby_2ep_seed2_main"),
     "models_issue13_sports": ("Every backbone: the same on Sports",
                               "python benchmarks/bench_models.py --datasets sports --epochs 1 --evals 1 --threads 1 "
                               "--timeout 900 --name models_issue13_sports"),

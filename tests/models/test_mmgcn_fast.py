@@ -26,9 +26,6 @@ def test_block_products_and_gradients_equal_dense(aggregation, threads):
     for block in neighbour_blocks(train, aggregation):
         dense = torch.tensor(block.graph.matrix.to_dense().numpy(), dtype=torch.float64)
         rows_out, rows_in = block.shape
-        # one direction of each block scatters at one thread: the smaller table is the target
-        assert block._scatter(rows_in, rows_out, torch.zeros(1, 1)) == (threads == 1 and rows_in < rows_out)
-        assert block._scatter(rows_out, rows_in, torch.zeros(1, 1)) == (threads == 1 and rows_out < rows_in)
         x = torch.randn(rows_in, 7, requires_grad=True)
         y = block @ x
         assert torch.allclose(y.double(), dense @ x.detach().double(), atol=1e-5)
@@ -39,19 +36,18 @@ def test_block_products_and_gradients_equal_dense(aggregation, threads):
             assert torch.allclose(block.product(probe, transpose=True).double(), dense.T @ probe.double(), atol=1e-5)
 
 
-def test_scatter_and_gather_kernels_agree():
+def test_bag_and_mkl_kernels_agree_and_out_is_written():
+    """The embedding_bag product (CPU default) and MKL's CSR one (the ``out=`` form) agree; ``out``
+    is the tensor returned, in both directions."""
     train = data().train_matrix
-    old = torch.get_num_threads()
-    try:
-        for block in neighbour_blocks(train, "mean"):
-            x = torch.randn(block.shape[0], 5)
-            torch.set_num_threads(1)
-            one = block.product(x, transpose=True)
-            torch.set_num_threads(2)  # MKL's kernel in both directions
-            two = block.product(x, transpose=True)
-            assert torch.allclose(one, two, atol=1e-6)
-    finally:
-        torch.set_num_threads(old)
+    for block in neighbour_blocks(train, "mean"):
+        for transpose in (False, True):
+            rows_out, rows_in = block.shape[::-1] if transpose else block.shape
+            x = torch.randn(rows_in, 5)
+            bag = block.product(x, transpose=transpose)
+            out = torch.full((rows_out, 5), float("nan"))
+            assert block.product(x, transpose=transpose, out=out) is out
+            assert torch.allclose(bag, out, atol=1e-6) and torch.isfinite(out).all()
 
 
 def test_projection_equals_dense_with_weight_and_bias_gradients():

@@ -19,13 +19,16 @@ Speed: every layer's neighbourhood mean is one sparse product with the row-norma
 adjacency D^-1 A, not an edge-list scatter over 2|E| gathered message rows. The operator is
 bipartite, so users and items are propagated as two blocks (A_ui x_i, A_iu x_u): no [U+I, d]
 concatenation or its backward copies; each block multiplies A (x W_1) or (A x) W_1, whichever
-runs the dense product on fewer rows, and each direction uses the faster sparse kernel
+runs the dense product on fewer rows, and on CPU every sparse product runs as embedding_bag
 (:class:`BipartiteBlock`). Constants are made once: an unprojected frozen modality's
 normalisation (MMRec's text), and with fixed preference tables (the default) their
 normalisation, their layer-1 aggregate and their L2 term. LeakyReLU runs in place on fresh
 products, the dense layer products run by oneDNN's fp32 kernel on CPU (fused_ops.linear) and the
-frozen image features are cast to bf16 once under autocast. Same maths as the stacked form (equal up to float rounding;
-docs/backbones/mmgcn.md, "Speed").
+frozen image features are cast to bf16 once under autocast. In training the last layer is computed
+for the batch's user and item rows only (the loss reads no other row), and every earlier user layer
+runs aggregate, LeakyReLU and its W_2 product in one autograd Function whose [U, w] tensors live in
+buffers kept between batches (:class:`_AggregateCombine`; a backward after a later forward is
+refused). Same maths as the stacked form (equal up to float rounding; docs/backbones/mmgcn.md, "Speed").
 
 Differences from the reference code (MMRec's mmgcn.py; docs/backbones/mmgcn.md has the table):
 - ID embedding and preference tables are fixed random tensors by default, as in MMRec and the
@@ -53,11 +56,11 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
-from cliper.graphs.adjacency import SparseGraph, sparse_mm
+from cliper.graphs.adjacency import SparseGraph, bag_mm, scipy_to_torch, sparse_mm
 from cliper.models import fused_ops
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.fused_ops import linear as fused_linear
-from cliper.models.layers import CastCopy, bpr_loss, l2_penalty, row_normalize
+from cliper.models.layers import CastCopy, KeptRows, bpr_loss, l2_penalty, row_normalize
 from cliper.models.registry import register
 
 
@@ -109,45 +112,80 @@ def neighbour_blocks(train: sp.csr_matrix, aggregation: str) -> tuple[BipartiteB
     return BipartiteBlock(r), BipartiteBlock(r_t)
 
 
-class BipartiteBlock:
-    """One block of the bipartite operator (targets x sources) with the faster kernel per direction.
+def _sparse_product(matrix: torch.Tensor, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``matrix @ x`` in float32 without autograd: ``embedding_bag`` on CPU, the CSR product elsewhere
+    or into ``out`` (MKL's kernel on CPU)."""
+    if out is not None and matrix.layout == torch.sparse_csr:
+        torch.addmm(out, matrix, x.to(torch.float32).contiguous(), beta=0, out=out)
+        return out
+    if x.device.type == "cpu" and matrix.layout == torch.sparse_csr:
+        got = bag_mm(matrix, x)
+    else:
+        got = sparse_mm(matrix, x.to(torch.float32))
+    return got if out is None else out.copy_(got)
 
-    The forward product and the transpose (backward) one read one table at random rows
-    (CSR: gather the source rows) or write one at random rows (CSC: scatter into the target
-    rows). Random access into the SMALLER table is what runs from cache: at one thread on
-    Baby, items <- users at width 256-384 takes 7-12 ms scattered (scipy's CSC kernel) against
-    20-30 ms gathered (MKL's CSR kernel), while users <- items is faster gathered. Both sum
-    each output row over the same sources in the same order (bitwise equal on Baby's blocks);
-    scipy's kernel is single-threaded, so scatter is used on CPU at one torch thread only.
+
+class BipartiteBlock:
+    """One block of the bipartite operator (targets x sources), multiplied without autograd by
+    ``embedding_bag`` on CPU (adjacency.bag_mm; any other device: the CSR product).
+
+    At one thread on Baby, ``bag_mm`` ran every product of MMGCN's two blocks faster than the
+    kernels used before (MKL's CSR gather, scipy's CSC scatter for the direction into the smaller
+    table): 0.5-0.7 against 1.7-2.1 ms at width 64, 2.5-6.1 against 3.8-9.0 at 256, 4.5-6.8 against
+    5.5-7.8 at 384. Its rows sum their sources in ascending order (results differ by float rounding).
     """
 
     def __init__(self, matrix: sp.csr_matrix):
-        self.graph = SparseGraph(matrix)  # MKL CSR kernels (and the transpose), any device
+        self.graph = SparseGraph(matrix)  # the CSR tensor and its transpose, any device
         self.shape = self.graph.shape
-        self._csc = sp.csc_matrix(matrix)  # scatter form of A x (CSC of A)
-        self._csc_t = sp.csr_matrix(matrix).T  # scatter form of A^T g (CSC of A^T: A's CSR, transposed)
+        self.rows_source = sp.csr_matrix(matrix)  # on the CPU whatever the device: RowsBlock slices it
 
     def to(self, device: torch.device | str) -> "BipartiteBlock":
         self.graph = self.graph.to(device)
         return self
 
-    def _scatter(self, rows_out: int, rows_in: int, x: torch.Tensor) -> bool:
-        return (rows_out < rows_in and x.device.type == "cpu" and x.dim() == 2
-                and torch.get_num_threads() == 1)
+    def product(self, x: torch.Tensor, transpose: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``A x`` (``A^T x`` when ``transpose``) without autograd, always float32 (as SparseGraph).
 
-    def product(self, x: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-        """``A x`` (``A^T x`` when ``transpose``) without autograd, always float32 (as SparseGraph)."""
-        out_rows, in_rows = self.shape[::-1] if transpose else self.shape
-        if self._scatter(out_rows, in_rows, x):
-            m = self._csc_t if transpose else self._csc
-            with torch.autocast("cpu", enabled=False):
-                return torch.from_numpy(m @ x.detach().to(torch.float32).contiguous().numpy())
-        return sparse_mm(self.graph.matrix_t if transpose else self.graph.matrix, x.to(torch.float32))
+        With ``out`` the product is MKL's CSR kernel writing into it (``embedding_bag`` has no
+        in-place form): :class:`_AggregateCombine`'s kept buffer."""
+        return _sparse_product(self.graph.matrix_t if transpose else self.graph.matrix, x, out)
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
             return _BlockProduct.apply(self, x)
         return self.product(x)
+
+
+class RowsBlock:
+    """``A[rows]`` of a :class:`BipartiteBlock` (rows may repeat), with its transpose for the backward.
+
+    MMGCN's loss reads the last layer's rows of the batch only (2,048 of Baby's 19,445 users,
+    4,096 item rows of 7,050); the other rows of that layer are never used, so training does not
+    compute them.
+    """
+
+    def __init__(self, block: BipartiteBlock, rows: torch.Tensor):
+        part = block.rows_source[rows.cpu().numpy()]  # scipy's row slice: the block's rows, in order
+        device = rows.device
+        self.matrix, self.matrix_t = scipy_to_torch(part).to(device), scipy_to_torch(part.T).to(device)
+        self.shape = tuple(self.matrix.shape)
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _RowsProduct.apply(self, x)
+        return _sparse_product(self.matrix, x)
+
+
+class _RowsProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, block: RowsBlock, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.block = block
+        return _sparse_product(block.matrix, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return None, _sparse_product(ctx.block.matrix_t, grad)
 
 
 class _BlockProduct(torch.autograd.Function):
@@ -159,6 +197,67 @@ class _BlockProduct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         return None, ctx.block.product(grad, transpose=True)
+
+
+class Scratch:
+    """One flat buffer lent as a tensor shaped like any requested one (layers of every width share
+    it: each backward is done with it before the next one starts)."""
+
+    def __init__(self):
+        self._flat: torch.Tensor | None = None
+
+    def get(self, like: torch.Tensor) -> torch.Tensor:
+        n = like.numel()
+        flat = self._flat
+        if flat is None or flat.numel() < n or flat.dtype != like.dtype or flat.device != like.device:
+            flat = self._flat = like.new_empty(n)
+        return flat[:n].view(like.shape)
+
+    def clear(self) -> None:
+        self._flat = None
+
+
+class _AggregateCombine(torch.autograd.Function):
+    """``bias + LeakyReLU(A p) w_h`` with ``A p`` written into a buffer kept between batches
+    (:class:`cliper.models.layers.KeptRows`) and its gradient into one :class:`Scratch` buffer
+    shared by every layer.
+
+    On Baby the text modality's first user layer ``A p`` is [19445 x 384], 30 MB: with its
+    gradient and the LeakyReLU gradient, three fresh tensors per batch whose 2 MiB-aligned blocks
+    pass glibc's 32 MiB mmap threshold, so they were mapped and faulted in again on every batch
+    (650-3,800 faults and up to 65 ms of system time in a step). The backward runs autograd's own
+    products (``grad w_h^T``, ``h^T grad``, the in-place LeakyReLU's backward on its result); the
+    forward's ``h w_h`` is oneDNN's (float rounding). The saved buffer is overwritten by the next
+    batch's forward, so a backward after a later forward is refused by autograd's in-place check.
+    """
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, w_h: torch.Tensor, bias: torch.Tensor, block: BipartiteBlock,  # type: ignore[override]
+                slope: float, h: torch.Tensor, scratch: Scratch) -> torch.Tensor:
+        block.product(p, out=h)
+        F.leaky_relu_(h, slope)
+        ctx.save_for_backward(h, w_h)
+        ctx.block, ctx.slope, ctx.scratch = block, slope, scratch
+        return fused_ops.matmul_nt(h, w_h.T.contiguous(), bias)  # oneDNN: 11 against MKL's 16 ms (text, Baby)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        h, w_h = ctx.saved_tensors
+        need_p, need_w, need_b = ctx.needs_input_grad[:3]
+        g_w = h.T.mm(grad) if need_w else None
+        g_p = None
+        if need_p:
+            g_h = torch.mm(grad, w_h.T, out=ctx.scratch.get(h))
+            torch.ops.aten.leaky_relu_backward.grad_input(g_h, h, ctx.slope, True, grad_input=g_h)
+            g_p = ctx.block.product(g_h, transpose=True)
+        return g_p, g_w, (grad.sum(0) if need_b else None), None, None, None, None
+
+
+def _fused_users(p: torch.Tensor, w_h: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether :class:`_AggregateCombine` takes a user layer: fp32 CPU training outside autocast."""
+    return (torch.is_grad_enabled() and bias is not None and p.device.type == "cpu" and p.dtype == torch.float32
+            and w_h.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
 
 
 def _aggregate(block: BipartiteBlock, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -214,6 +313,8 @@ class ModalityGCN(nn.Module):
         self._user_key: tuple | None = None  # (preference, its version, block) the constants below come from
         self._user_cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._cast = CastCopy()  # the frozen features in autocast's dtype
+        self.kept = KeptRows()  # _AggregateCombine's A p per layer, kept between batches
+        self.scratch = Scratch()  # its gradient buffer (MMGCN shares one between modalities)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -275,33 +376,52 @@ class ModalityGCN(nn.Module):
         return self._user_cache
 
     def forward(self, blocks: tuple[BipartiteBlock, BipartiteBlock], features: torch.Tensor,
-                id_users: torch.Tensor, id_items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                id_users: torch.Tensor, id_items: torch.Tensor,
+                batch_users: tuple[torch.Tensor, RowsBlock] | None = None,
+                batch_items: tuple[torch.Tensor, RowsBlock] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(user rows, item rows) of the last layer; ``blocks`` from :func:`neighbour_blocks`.
 
         Equal to running the layers on ``x = normalize([preference; features])`` with the full
         operator; users and items are kept apart, so no gradient is computed for constant
-        item rows and no [U+I, d] concatenation is made.
+        item rows and no [U+I, d] concatenation is made. With ``batch_users`` (rows, ``A_ui[rows]``)
+        the last layer's user side is computed for those rows only, and the user rows returned are
+        theirs; ``batch_items`` (rows, ``A_iu[rows]``) likewise for the items.
         """
         g_ui, g_iu = blocks
+        last = len(self.conv) - 1
         xu, agg_u = self.user_input(g_iu)  # row-wise, so normalising the blocks apart is the same
         xi = self.item_input(features)
         slope = self.slope
         act = F.leaky_relu_  # in place on fresh products: their backward needs inputs, not outputs
         for layer, (w, lin, comb) in enumerate(zip(self.conv, self.linear, self.combine)):
-            hu = act(_aggregate(g_ui, xi, w), slope)  # Eq. 1: users aggregate their items' W_1 x_j
-            if layer == 0 and agg_u is not None:  # ... items their users' (aggregated once)
-                hi = act(_times(agg_u, w), slope)
+            w_h = comb.weight[:, : w.shape[1]].T if self.concat else comb.weight.T
+            rows = batch_users if layer == last else None
+            fused = rows is None and g_ui.shape[0] >= g_ui.shape[1] and _fused_users(xi, w_h, comb.bias)
+            if rows is not None:  # the batch's users only: xu and id_users become their rows
+                hu = act(_aggregate(rows[1], xi, w), slope)
+                xu_in, id_u = xu[rows[0]], id_users[rows[0]]
+            elif fused:  # Eq. 1 for users, inside _AggregateCombine with its W_2 product
+                p = _times(xi, w)
+                z = _AggregateCombine.apply(p, w_h, comb.bias, g_ui, slope,
+                                            self.kept.get(f"h{layer}", g_ui.shape[0], p, g_ui.shape[0]), self.scratch)
             else:
-                hi = act(_aggregate(g_iu, xu, w), slope)
-            xhu = act(project(xu, lin), slope) + id_users  # Eq. 5
-            xhi = act(project(xi, lin), slope) + id_items
+                hu = act(_aggregate(g_ui, xi, w), slope)  # Eq. 1: users aggregate their items' W_1 x_j
+            item_rows = batch_items if layer == last else None
+            if layer == 0 and agg_u is not None:  # ... items their users' (aggregated once)
+                hi = act(_times(agg_u if item_rows is None else agg_u[item_rows[0]], w), slope)
+            else:
+                hi = act(_aggregate(g_iu if item_rows is None else item_rows[1], xu, w), slope)
+            xi_in, id_i = (xi, id_items) if item_rows is None else (xi[item_rows[0]], id_items[item_rows[0]])
+            if rows is None:
+                xu_in, id_u = xu, id_users
+            xhu = act(project(xu_in, lin), slope) + id_u  # Eq. 5
+            xhi = act(project(xi_in, lin), slope) + id_i
             if self.concat:  # Eq. 6, W_2 [h ; x_hat] as two blocks of W_2 (no [N, w + d] copy)
-                w_h = comb.weight[:, : hu.shape[1]].T
-                w_x = comb.weight[:, hu.shape[1] :].T
-                xu = act(_two_products(comb.bias, hu, w_h, xhu, w_x), slope)
+                w_x = comb.weight[:, w.shape[1] :].T
+                xu = act(z.addmm_(xhu, w_x) if fused else _two_products(comb.bias, hu, w_h, xhu, w_x), slope)
                 xi = act(_two_products(comb.bias, hi, w_h, xhi, w_x), slope)
             else:
-                xu = act(comb(hu) + xhu, slope)  # Eq. 6, element-wise
+                xu = act(z.add_(xhu) if fused else comb(hu) + xhu, slope)  # Eq. 6, element-wise
                 xi = act(comb(hi) + xhi, slope)
         return xu, xi
 
@@ -310,13 +430,14 @@ def _two_products(bias: torch.Tensor, a: torch.Tensor, w_a: torch.Tensor, b: tor
                   w_b: torch.Tensor) -> torch.Tensor:
     """``bias + a w_a + b w_b``; the second product accumulates in place (no copy of the first).
 
-    Under autocast the first product is low precision and the in-place one would mix dtypes,
-    so the out-of-place form is kept there.
+    The first product is the wide one ([N, 384] x [384, 64] in the text modality's first layer):
+    oneDNN's (fused_ops.linear; 3.7 against MKL's 4.7 ms for Baby's items). Under autocast the
+    first product is low precision and the in-place one would mix dtypes, so the out-of-place
+    form is kept there.
     """
-    first = torch.addmm(bias, a, w_a)
-    if torch.is_autocast_enabled(first.device.type):
-        return torch.addmm(first, b, w_b)
-    return first.addmm_(b, w_b)
+    if torch.is_autocast_enabled(a.device.type):
+        return torch.addmm(torch.addmm(bias, a, w_a), b, w_b)
+    return fused_linear(a, w_a.T.contiguous(), bias).addmm_(b, w_b)
 
 
 @register
@@ -339,22 +460,33 @@ class MMGCN(Recommender):
         else:  # MMRec: a fixed random table (a buffer, so checkpoints still hold it)
             self.register_buffer("id_embedding", ids)
         nn.init.xavier_normal_(self.id_embedding)
+        scratch = Scratch()
+        for gcn in self.gcns.values():
+            gcn.scratch = scratch
         g_ui, g_iu = neighbour_blocks(ctx.train.matrix, params.aggregation)
         self.blocks = (g_ui.to(ctx.device), g_iu.to(ctx.device))
         self._pref_penalty: tuple[list, torch.Tensor] | None = None
 
-    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def propagate(self, batch_users: torch.Tensor | None = None,
+                  batch_items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(user, item) representations; with ``batch_users`` / ``batch_items``, the rows of those
+        users / items only, in their order (the last layer's other rows are not computed)."""
         id_u, id_i = self.id_embedding[: self.n_users], self.id_embedding[self.n_users :]
+
+        def rows(ids: torch.Tensor | None, block: BipartiteBlock):
+            return None if ids is None else (ids, RowsBlock(block, ids))
+
+        u_rows, i_rows = rows(batch_users, self.blocks[0]), rows(batch_items, self.blocks[1])
         users, items = 0.0, 0.0
         for m in self.used:
-            u, i = self.gcns[m](self.blocks, self.features.get(m), id_u, id_i)
+            u, i = self.gcns[m](self.blocks, self.features.get(m), id_u, id_i, u_rows, i_rows)
             users, items = users + u, items + i
         return users / len(self.used), items / len(self.used)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        users, items = self.propagate()
-        u = users[batch.users]
-        loss = bpr_loss((u * items[batch.pos_items]).sum(1), (u * items[batch.neg_items]).sum(1))
+        n = batch.pos_items.shape[0]
+        u, items = self.propagate(batch.users, torch.cat([batch.pos_items, batch.neg_items]))
+        loss = bpr_loss((u * items[:n]).sum(1), (u * items[n:]).sum(1))
         ids = self.id_embedding
         pos, neg = ids[self.n_users + batch.pos_items], ids[self.n_users + batch.neg_items]
         f = self.params.reg_form
@@ -381,4 +513,7 @@ class MMGCN(Recommender):
         return self._pref_penalty[1]
 
     def score_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        for gcn in self.gcns.values():  # training's kept buffers are not needed to score (lower eval peak)
+            gcn.kept.clear()
+            gcn.scratch.clear()
         return self.cached(self.propagate)
