@@ -4,7 +4,7 @@ The allocator is set before torch allocates: ``cap_freed_memory(64)`` and torch'
 ``cliper train`` sets them (``PROBE_MMAP_MIB=64`` adds the 64 MiB mmap threshold the figures on
 docs/backbones/mmgcn.md were measured with; ``PROBE_HUGE_PAGES=0`` turns huge pages off). ``train``: the model is built as ``cliper train`` builds it
 (random_run: packaged defaults, seeded 4096/384 features); a second MMGCN is built from an
-older ``mmgcn.py`` (``--old``, default /work/main's) on the same context and given the same
+older ``mmgcn.py`` (``--old``, another checkout's file) on the same context and given the same
 weights, and both run forward + backward on the same trainer batches, alternately, ``--reps``
 times (no optimiser step, so both stay on the same weights): median process CPU and wall
 seconds per step, page faults per step, and whether loss and gradients agree (bitwise and
@@ -20,16 +20,15 @@ on the same batches. ``eval``: ``score_embeddings()`` (the representation) timed
 valid pass's chunks: matmul, train mask, top-50, bench_models.py's ``bare`` operations) and
 from the whole ``Evaluator.evaluate``, for both models.
 
-    python benchmarks/probe_mmgcn.py train --reps 5
+    python benchmarks/probe_mmgcn.py train --reps 5 --old OLD/src/cliper/models/mmgcn.py
     PYTHONPATH=OLD_TREE/src python benchmarks/probe_mmgcn.py step   # then with this tree: fresh processes
-    python benchmarks/probe_mmgcn.py precision --reps 5
-    python benchmarks/probe_mmgcn.py eval --reps 3
+    python benchmarks/probe_mmgcn.py precision --reps 5 --old OLD/src/cliper/models/mmgcn.py
+    python benchmarks/probe_mmgcn.py eval --reps 3 --old OLD/src/cliper/models/mmgcn.py
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import os
 import resource
@@ -45,21 +44,6 @@ cap_freed_memory(int(os.environ.get("PROBE_CAP_MIB", "64")))  # M_TRIM_THRESHOLD
 if os.environ.get("PROBE_MMAP_MIB"):
     ctypes.CDLL("libc.so.6").mallopt(-3, int(os.environ["PROBE_MMAP_MIB"]) << 20)  # M_MMAP_THRESHOLD
 use_huge_pages(os.environ.get("PROBE_HUGE_PAGES", "1") == "1")
-
-
-def load_old(path: str):
-    """The MMGCN class of an older mmgcn.py, loaded without registering it."""
-    import cliper.models.registry as registry
-
-    real = registry.register
-    registry.register = lambda cls: cls
-    try:
-        spec = importlib.util.spec_from_file_location("mmgcn_old", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        registry.register = real
-    return mod.MMGCN
 
 
 def faults() -> int:
@@ -80,14 +64,14 @@ def step(model, batch, autocast):
 
 def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from random_run import random_run
+    from random_run import other_tree_class, random_run
 
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=["train", "eval", "precision", "step"])
     ap.add_argument("--steps", type=int, default=14, help="step mode: trainer steps timed (the first 2 dropped)")
-    ap.add_argument("--old", default="/work/main/src/cliper/models/mmgcn.py")
+    ap.add_argument("--old", help="train mode: the other tree's src/cliper/models/mmgcn.py (e.g. a git worktree of main)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=1)
@@ -115,9 +99,11 @@ def main() -> None:
                               **{k: round(statistics.median(v[2:]), 4) for k, v in res.items()},
                               "loadavg": os.getloadavg()}))
         return
+    if not args.old:
+        raise SystemExit(f"{args.mode} mode compares against --old OTHER/src/cliper/models/mmgcn.py")
     with random_run("baby", "mmgcn") as run:
         new = run.model
-        old = load_old(args.old)(new.ctx, new.params)
+        old = other_tree_class(args.old, "MMGCN", "mmgcn_old")(new.ctx, new.params)
         old.load_state_dict(new.state_dict())
         models = {"old": old, "new": new}
         out = {"mode": args.mode, "threads": torch.get_num_threads(), "precision": args.precision,

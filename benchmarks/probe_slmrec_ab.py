@@ -20,15 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from random_run import DATASETS, add_run_args, random_run, time_batches
-
-
-def _other_class(path: Path):
-    """The SLMRec class defined by the file at ``path``, not registered (the name is taken)."""
-    source = path.read_text(encoding="utf-8").replace("@register\n", "")
-    namespace = {"__name__": "slmrec_other"}
-    exec(compile(source, str(path), "exec"), namespace)  # a local source file the caller names
-    return namespace["SLMRec"]
+from random_run import DATASETS, add_run_args, other_tree_class, random_run, time_batches
 
 
 def main() -> None:
@@ -39,15 +31,13 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=8)
     add_run_args(ap, dims=False)
     args = ap.parse_args()
-    if not args.against.is_file():
-        raise SystemExit(f"--against: no such file: {args.against}")
     from cliper.runtime import apply_memory_settings
 
     apply_memory_settings()  # cliper train's allocator defaults (before torch allocates anything)
     import torch
 
     torch.set_num_threads(args.threads)
-    other = _other_class(args.against)
+    other = other_tree_class(args.against, "SLMRec", "slmrec_other")
     with random_run(args.dataset, "slmrec", overrides=args.override) as run:
         from cliper.training.seed import seed_epoch
 

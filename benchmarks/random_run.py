@@ -117,3 +117,29 @@ def time_batches(trainer, model, epoch: int, n: int | None, clock: Callable[[], 
         seconds.append(clock() - t)
         losses.append(float(loss))
     return seconds, losses
+
+
+def other_tree_class(path: str | os.PathLike, class_name: str, module_name: str = "cliper_other_tree"):
+    """``class_name`` as another tree's model file at ``path`` defines it (the "before" side of an A/B
+    probe), imported by importlib without registering it (the current class holds the name).
+
+    A developer's own checkout, named on the probe's command line, is run like any import; probes
+    never take it from a config or a data file.
+    """
+    import importlib.util
+
+    import cliper.models.registry as registry
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SystemExit(f"no such model file: {path}")
+    real = registry.register
+    registry.register = lambda cls: cls  # the file's ``from cliper.models.registry import register`` binds this
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        registry.register = real
+    return getattr(mod, class_name)
+
