@@ -21,6 +21,16 @@ def _batch(seed: int, n: int = 48, n_users: int = 15, n_items: int = 11):
     return torch.randint(n_users, (n,), generator=g), torch.randint(n_items, (n,), generator=g)
 
 
+def _assert_cross_entropy(loss, a, b, rows_a, rows_b, temp):
+    """``loss`` and the gradients it leaves on a, b equal (float64) cross-entropy over the duplicated rows."""
+    loss.backward()
+    a2, b2 = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
+    ref = F.cross_entropy(a2[rows_a] @ b2[rows_b].T / temp, torch.arange(len(rows_a)))
+    ref.backward()
+    assert abs(loss.item() - ref.item()) < 1e-9 * max(1.0, abs(ref.item()))
+    assert torch.allclose(a.grad, a2.grad, atol=1e-9) and torch.allclose(b.grad, b2.grad, atol=1e-9)
+
+
 @pytest.mark.parametrize("scale", [1.0, 30.0, 400.0])  # unshifted, max-shifted, floor-clamped logits
 def test_pairs_match_cross_entropy_over_the_duplicated_rows(scale):
     users, items = _batch(0)
@@ -30,12 +40,7 @@ def test_pairs_match_cross_entropy_over_the_duplicated_rows(scale):
     ua, u_inv, u_count = _distinct(users)
     ib, i_inv, i_count = _distinct(items)
     loss = _counted_info_nce(a[ua], b[ib], 0.2, u_count, i_count, (u_inv, i_inv), len(users))
-    loss.backward()
-    a2, b2 = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
-    ref = F.cross_entropy(a2[users] @ b2[items].T / 0.2, torch.arange(len(users)))
-    ref.backward()
-    assert abs(loss.item() - ref.item()) < 1e-9 * max(1.0, abs(ref.item()))
-    assert torch.allclose(a.grad, a2.grad, atol=1e-9) and torch.allclose(b.grad, b2.grad, atol=1e-9)
+    _assert_cross_entropy(loss, a, b, users, items, 0.2)
     assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
 
 
@@ -47,12 +52,7 @@ def test_diagonal_pairs_match_cross_entropy():
     b = torch.randn(11, 4, dtype=torch.float64, requires_grad=True)
     ib, _, count = _distinct(items)
     loss = _counted_info_nce(a[ib], b[ib], 0.1, count, count, None, len(items))
-    loss.backward()
-    a2, b2 = a.detach().clone().requires_grad_(), b.detach().clone().requires_grad_()
-    ref = F.cross_entropy(a2[items] @ b2[items].T / 0.1, torch.arange(len(items)))
-    ref.backward()
-    assert abs(loss.item() - ref.item()) < 1e-9 * max(1.0, abs(ref.item()))
-    assert torch.allclose(a.grad, a2.grad, atol=1e-9) and torch.allclose(b.grad, b2.grad, atol=1e-9)
+    _assert_cross_entropy(loss, a, b, items, items, 0.1)
 
 
 def test_float32_with_spread_logits_stays_within_rounding_of_float64():
