@@ -30,6 +30,16 @@ SECTIONS = {
     "quality": ("Model quality on the real graphs", "python benchmarks/bench_quality.py --runs baby:lightgcn,baby:bpr"),
     "quickstart_results": ("Offline demo: vanilla vs CLIPER features (synthetic)", "python benchmarks/bench_quickstart.py"),
     "quickstart": ("Offline demo: wall time per stage (synthetic)", "python benchmarks/bench_quickstart.py"),
+    "models_issue13_r4_baby": ("The backbones with MMRec figures on Baby after the fourth round (VBPR's recurring "
+                               "oneDNN shapes and one-node loss, SLMRec's distinct-row InfoNCE, MMGCN's batch rows in "
+                               "its last layer), and BPR; three epochs each, two valid passes, quiet machine (this run alone)",
+                               "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn,"
+                               "lattice --datasets baby --epochs 3 --evals 2 --threads 1 --timeout 1200 "
+                               "--name models_issue13_r4_baby"),
+    "models_issue13_r4_sports": ("The backbones changed in the fourth round, on Sports, quiet machine (MMRec's Sports "
+                                 "times are not known here)",
+                                 "python benchmarks/bench_models.py --models vbpr,slmrec,mmgcn,lattice --datasets sports "
+                                 "--epochs 1 --evals 1 --threads 1 --timeout 1200 --name models_issue13_r4_sports"),
     "models_issue13_baby": ("Every backbone: speed, eval ratio to the bare ranking operations, peak memory vs MMRec (Baby)",
                             "python benchmarks/bench_models.py --datasets baby --epochs 1 --evals 1 --threads 1 "
                             "--timeout 600 --name models_issue13_baby"),
