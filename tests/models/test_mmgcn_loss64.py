@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cliper.models.mmgcn import RowsBlock, neighbour_operator
+from cliper.models.mmgcn import neighbour_operator
 from cliper.testing.backbones import build, data, make_batch
 
 
@@ -127,9 +127,9 @@ def test_rows_block_is_the_rows_of_the_block_with_repeats():
     model = build("mmgcn", embedding_dim=6)
     block = model.blocks[0]
     rows = torch.tensor([3, 0, 3, 7])
-    part = RowsBlock(block, rows)
+    part = block.rows(rows)
     dense = torch.tensor(block.graph.matrix.to_dense().numpy(), dtype=torch.float64)
-    assert torch.equal(part.matrix.to_dense().double(), dense[rows])
+    assert torch.equal(part.graph.matrix.to_dense().double(), dense[rows])
     x = torch.randn(block.shape[1], 5, dtype=torch.float32, requires_grad=True)
     y = part @ x
     probe = torch.randn(4, 5)

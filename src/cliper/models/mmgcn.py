@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
-from cliper.graphs.adjacency import SparseGraph, bag_mm, scipy_to_torch, sparse_mm
+from cliper.graphs.adjacency import SparseGraph, bag_mm, sparse_mm
 from cliper.models import fused_ops
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
 from cliper.models.fused_ops import linear as fused_linear
@@ -138,7 +138,7 @@ class BipartiteBlock:
     def __init__(self, matrix: sp.csr_matrix):
         self.graph = SparseGraph(matrix)  # the CSR tensor and its transpose, any device
         self.shape = self.graph.shape
-        self.rows_source = sp.csr_matrix(matrix)  # on the CPU whatever the device: RowsBlock slices it
+        self.rows_source = sp.csr_matrix(matrix)  # on the CPU whatever the device: rows() slices it
 
     def to(self, device: torch.device | str) -> "BipartiteBlock":
         self.graph = self.graph.to(device)
@@ -156,36 +156,14 @@ class BipartiteBlock:
             return _BlockProduct.apply(self, x)
         return self.product(x)
 
+    def rows(self, ids: torch.Tensor) -> "BipartiteBlock":
+        """``A[ids]`` (ids may repeat), a block of its own on ``ids``' device.
 
-class RowsBlock:
-    """``A[rows]`` of a :class:`BipartiteBlock` (rows may repeat), with its transpose for the backward.
-
-    MMGCN's loss reads the last layer's rows of the batch only (2,048 of Baby's 19,445 users,
-    4,096 item rows of 7,050); the other rows of that layer are never used, so training does not
-    compute them.
-    """
-
-    def __init__(self, block: BipartiteBlock, rows: torch.Tensor):
-        part = block.rows_source[rows.cpu().numpy()]  # scipy's row slice: the block's rows, in order
-        device = rows.device
-        self.matrix, self.matrix_t = scipy_to_torch(part).to(device), scipy_to_torch(part.T).to(device)
-        self.shape = tuple(self.matrix.shape)
-
-    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() and x.requires_grad:
-            return _RowsProduct.apply(self, x)
-        return _sparse_product(self.matrix, x)
-
-
-class _RowsProduct(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, block: RowsBlock, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.block = block
-        return _sparse_product(block.matrix, x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return None, _sparse_product(ctx.block.matrix_t, grad)
+        MMGCN's loss reads the last layer's rows of the batch only (2,048 of Baby's 19,445 users,
+        4,096 item rows of 7,050); the other rows of that layer are never used, so training does not
+        compute them. Sliced by scipy from the CPU copy, so any device works.
+        """
+        return BipartiteBlock(self.rows_source[ids.cpu().numpy()]).to(ids.device)
 
 
 class _BlockProduct(torch.autograd.Function):
@@ -377,8 +355,8 @@ class ModalityGCN(nn.Module):
 
     def forward(self, blocks: tuple[BipartiteBlock, BipartiteBlock], features: torch.Tensor,
                 id_users: torch.Tensor, id_items: torch.Tensor,
-                batch_users: tuple[torch.Tensor, RowsBlock] | None = None,
-                batch_items: tuple[torch.Tensor, RowsBlock] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                batch_users: tuple[torch.Tensor, BipartiteBlock] | None = None,
+                batch_items: tuple[torch.Tensor, BipartiteBlock] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(user rows, item rows) of the last layer; ``blocks`` from :func:`neighbour_blocks`.
 
         Equal to running the layers on ``x = normalize([preference; features])`` with the full
@@ -474,7 +452,7 @@ class MMGCN(Recommender):
         id_u, id_i = self.id_embedding[: self.n_users], self.id_embedding[self.n_users :]
 
         def rows(ids: torch.Tensor | None, block: BipartiteBlock):
-            return None if ids is None else (ids, RowsBlock(block, ids))
+            return None if ids is None else (ids, block.rows(ids))
 
         u_rows, i_rows = rows(batch_users, self.blocks[0]), rows(batch_items, self.blocks[1])
         users, items = 0.0, 0.0
