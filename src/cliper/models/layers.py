@@ -113,9 +113,10 @@ def l2_penalty(form: str, *tensors: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown reg_form {form!r}; expected one of {list(REG_FORMS)}")
 
 
-def _penalty_factors(form: str, sums: tuple[torch.Tensor, ...], b: int, d: int):
-    """(penalty, per-tensor gradient factors) of :func:`l2_penalty` from each tensor's sum of squares:
-    d penalty / d t = factor_t * t."""
+def penalty_factors(form: str, sums: tuple[torch.Tensor, ...], b: int, d: int):
+    """(penalty, per-tensor gradient factors) of :func:`l2_penalty` from each tensor's sum of squares
+    (B rows of d columns each): d penalty / d t = factor_t * t. For hand-written backwards
+    (:func:`pair_rows_loss`, LightGCN's batch loss)."""
     if form == "norm":  # sum_t ||t||_F / B; d||t||/dt = t / ||t|| (0 at t = 0, as autograd's norm)
         return (sum(s.sqrt() for s in sums) / b,
                 [torch.where(s > 0, 1 / (b * s.sqrt()), 0.0) for s in sums])
@@ -144,7 +145,7 @@ class _PairRowsLoss(torch.autograd.Function):
         p, q = pn[:b], pn[b:]
         diff = (u * p).sum(1) - (u * q).sum(1)
         loss = -torch.nn.functional.logsigmoid(diff).mean()
-        reg, factors = _penalty_factors(form, (u.pow(2).sum(), p.pow(2).sum(), q.pow(2).sum()), b, u.shape[1])
+        reg, factors = penalty_factors(form, (u.pow(2).sum(), p.pow(2).sum(), q.pow(2).sum()), b, u.shape[1])
         ctx.save_for_backward(u, pn, diff, users, where)
         ctx.factors = [reg_weight * f for f in factors]
         ctx.shapes = (users_table.shape, item_rows.shape)

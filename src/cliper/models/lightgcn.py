@@ -21,7 +21,7 @@ from torch import nn
 
 from cliper.graphs.adjacency import BipartiteGraph, propagate_bipartite_rows
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender, RegForm
-from cliper.models.layers import LightGCNPropagation
+from cliper.models.layers import LightGCNPropagation, penalty_factors
 from cliper.models.registry import register
 
 
@@ -49,18 +49,7 @@ class _RowsLoss(torch.autograd.Function):
         count_n = torch.bincount(where_i[b:], minlength=ego_i.shape[0]).to(ego_i.dtype)
         sq_u, sq_i = ego_u.pow(2).sum(1), ego_i.pow(2).sum(1)
         s_u, s_p, s_n = (count_u * sq_u).sum(), (count_p * sq_i).sum(), (count_n * sq_i).sum()
-        d = ego_u.shape[1]
-        if form == "norm":  # sum_t ||t||_F / B; d||t||/dt = t / ||t|| (0 at t = 0, as autograd's norm)
-            reg = (s_u.sqrt() + s_p.sqrt() + s_n.sqrt()) / b
-            f_u, f_p, f_n = (torch.where(s > 0, 1 / (b * s.sqrt()), 0.0) for s in (s_u, s_p, s_n))
-        elif form == "squared":  # sum_t ||t||^2 / 2B
-            reg = (s_u + s_p + s_n) / (2.0 * b)
-            f_u = f_p = f_n = torch.tensor(1.0 / b, dtype=ego_u.dtype)
-        elif form == "mean":  # sum_t mean(t^2) = sum_t ||t||^2 / (B d)
-            reg = s_u / (b * d) + s_p / (b * d) + s_n / (b * d)
-            f_u = f_p = f_n = torch.tensor(2.0 / (b * d), dtype=ego_u.dtype)
-        else:
-            raise ValueError(f"unknown reg_form {form!r}")
+        reg, (f_u, f_p, f_n) = penalty_factors(form, (s_u, s_p, s_n), b, ego_u.shape[1])
         ctx.save_for_backward(u, pn, diff, where_u, where_i, ego_u, ego_i)
         ctx.scales = (reg_weight * f_u * count_u, reg_weight * (f_p * count_p + f_n * count_n))
         ctx.shapes = (out_u.shape, out_i.shape)

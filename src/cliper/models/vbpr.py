@@ -157,14 +157,18 @@ class VBPR(Recommender):
         """[gamma_i ; E f_i] for ``items`` (all items when None); each distinct item is projected once."""
         if items is None:
             return torch.cat([self.item_embedding.weight, self.project()], 1)
-        uniq, inverse = torch.unique(items, return_inverse=True)
-        return torch.cat([self.item_embedding(uniq), self.project(uniq)], 1)[inverse]
+        rows, where = self._distinct_vectors(items)
+        return rows[where]
+
+    def _distinct_vectors(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """([gamma_i ; E f_i] of the distinct ``items``, each item's row among them)."""
+        uniq, where = torch.unique(items, return_inverse=True)
+        return torch.cat([self.item_embedding(uniq), self.project(uniq)], 1), where
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         p_drop = self.params.dropout if self.training else 0.0
         if p_drop == 0.0 and self.pair_loss:  # the loss and penalty from the distinct items' rows in one node
-            uniq, where = torch.unique(torch.cat([batch.pos_items, batch.neg_items]), return_inverse=True)
-            rows = torch.cat([self.item_embedding(uniq), self.project(uniq)], 1)
+            rows, where = self._distinct_vectors(torch.cat([batch.pos_items, batch.neg_items]))
             return pair_rows_loss(self.user_embedding.weight, rows, batch.users, where,
                                   self.params.reg_form, self.params.reg_weight)
         n = batch.pos_items.shape[0]
