@@ -37,7 +37,8 @@ reuses the neighbour lists of the evaluation pass just before it when the projec
 are bitwise the same (:meth:`LATTICE._neighbours`; same weights, no optimiser step between),
 recomputing only the differentiable edge values; the search returns indices only (float64
 re-scoring just for rows float32 cannot decide, ``topk_cosine(with_values=False)``); the
-projections run by oneDNN (``fused_ops.linear``), the same kernel in training and evaluation.
+projections run by oneDNN (``fused_ops.linear``), the same kernel in training and evaluation; a
+trained table's projection is ``W x + b + W r`` (:func:`cliper.models.modal.projected_features`), never the sum.
 
 Differences from MMRec's LATTICE (table on docs/backbones/lattice.md): feature tables are trained
 by default as there (``train_features``); the squared L2 divides by the actual batch size, MMRec's
@@ -68,7 +69,7 @@ from cliper.models.fused_graphs import (
 )
 from cliper.models.fused_ops import linear as fused_linear
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
-from cliper.models.modal import feature_residuals, modal_features, present_modalities
+from cliper.models.modal import feature_residuals, present_modalities, projected_features
 from cliper.models.registry import register
 
 
@@ -191,8 +192,7 @@ class LATTICE(Recommender):
         weights, give bitwise the same z, which is what lets :meth:`_neighbours` reuse the search.
         """
         lin = self.projections[m]
-        x = modal_features(self.features, self.residuals, m)
-        return F.normalize(fused_linear(x, lin.weight, lin.bias), dim=1)
+        return F.normalize(projected_features(self.features, self.residuals, m, lin.weight, lin.bias, fused_linear), dim=1)
 
     def _neighbours(self, m: str, z: torch.Tensor) -> torch.Tensor:
         """Top-k cosine neighbours [N, k] of z (no gradient).

@@ -56,7 +56,7 @@ from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
 from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
-from cliper.models.modal import feature_residuals, modal_features, present_modalities
+from cliper.models.modal import feature_residuals, modal_features, present_modalities, projected_features
 from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.registry import register
 
@@ -144,7 +144,8 @@ class MGCN(Recommender):
         item_id = self.item_embedding.weight
         out = {}
         for m in self.modal:
-            e = self.projections[m](modal_features(self.features, self.residuals, m))
+            lin = self.projections[m]
+            e = projected_features(self.features, self.residuals, m, lin.weight, lin.bias)
             h = item_id * torch.sigmoid(self.purifier_gates[m](e))
             for _ in range(self.params.n_layers):
                 h = self.item_graphs[m] @ h

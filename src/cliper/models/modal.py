@@ -10,7 +10,10 @@ follows exactly the trajectory of training the feature table itself.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 MODAL_ORDER = ("image", "text")
@@ -41,6 +44,22 @@ def modal_features(features, residuals: nn.ParameterDict | None, modality: str,
         r = residuals[modality]
         x = x + (r if rows is None else r.index_select(0, rows))
     return x
+
+
+def projected_features(features, residuals: nn.ParameterDict | None, modality: str, weight: torch.Tensor,
+                       bias: torch.Tensor | None, linear: Callable = F.linear) -> torch.Tensor:
+    """``linear(x + r, weight, bias)`` of the whole table, computed as ``linear(x) + linear(r)``.
+
+    The sum of a table and its residual is as large as the table (Sports' image features: 300 MB,
+    over glibc's mmap threshold), so making it mapped and page-faulted in a fresh block at every
+    call: 0.79 s of LATTICE's 7.3 s Sports evaluation pass, against 0.1 s for the second product.
+    The values differ from the sum's product by float rounding only.
+    """
+    x = features.get(modality)
+    out = linear(x, weight, bias)
+    if residuals is not None:
+        out = out + linear(residuals[modality], weight, None)
+    return out
 
 
 def modality_weights(modalities: list[str], image_weight: float) -> dict[str, float]:

@@ -63,7 +63,7 @@ from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
 from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
-from cliper.models.modal import feature_residuals, modal_features, present_modalities
+from cliper.models.modal import feature_residuals, modal_features, present_modalities, projected_features
 from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.registry import register
 
@@ -205,7 +205,8 @@ class SMORE(Recommender):
     # -- model -----------------------------------------------------------------------
     def spectrum(self) -> dict[str, torch.Tensor]:
         """Denoised modality signals and their spectral fusion, [I, d] each (Spectrum Modality Fusion)."""
-        x = {m: self.projections[m](modal_features(self.features, self.residuals, m)) for m in self.modal}
+        x = {m: projected_features(self.features, self.residuals, m, self.projections[m].weight, self.projections[m].bias)
+             for m in self.modal}
         out = {m: spectral_filter(x[m], self.filters[m]) for m in self.modal}
         if self.fused:
             out["fusion"] = spectral_fusion(x["image"], x["text"], self.filters["fusion"])
