@@ -30,6 +30,15 @@ SECTIONS = {
     "quality": ("Model quality on the real graphs", "python benchmarks/bench_quality.py --runs baby:lightgcn,baby:bpr"),
     "quickstart_results": ("Offline demo: vanilla vs CLIPER features (synthetic)", "python benchmarks/bench_quickstart.py"),
     "quickstart": ("Offline demo: wall time per stage (synthetic)", "python benchmarks/bench_quickstart.py"),
+    "models_issue13_r5_baby": ("The backbones with MMRec figures on Baby after the fifth round (trained tables projected "
+                               "without their sum), and BPR; three epochs each, two valid passes, quiet machine (this run alone)",
+                               "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn,"
+                               "lattice --datasets baby --epochs 3 --evals 2 --threads 1 --timeout 1200 "
+                               "--name models_issue13_r5_baby"),
+    "models_issue13_r5_sports": ("Every backbone on Sports with the code of the fifth round, one epoch and one valid pass "
+                                 "each, quiet machine (MMRec's Sports times are not known here)",
+                                 "python benchmarks/bench_models.py --datasets sports --epochs 1 --evals 1 --threads 1 "
+                                 "--timeout 1200 --name models_issue13_r5_sports"),
     "models_issue13_r4_baby": ("The backbones with MMRec figures on Baby after the fourth round (VBPR's recurring "
                                "oneDNN shapes and one-node loss, SLMRec's distinct-row InfoNCE, MMGCN's batch rows in "
                                "its last layer), and BPR; three epochs each, two valid passes, quiet machine (this run alone)",
