@@ -35,6 +35,10 @@ SECTIONS = {
                                "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn,"
                                "lattice --datasets baby --epochs 3 --evals 2 --threads 1 --timeout 1200 "
                                "--name models_issue13_r5_baby"),
+    "models_issue13_r5_baby_again": ("LATTICE and MMGCN on Baby again, right after it (one epoch, two valid passes): the "
+                                     "spread of their evaluation ratio between runs",
+                                     "python benchmarks/bench_models.py --models lattice,mmgcn --datasets baby --epochs 1 "
+                                     "--evals 2 --threads 1 --timeout 1200 --name models_issue13_r5_baby_again"),
     "models_issue13_r5_sports": ("Every backbone on Sports with the code of the fifth round, one epoch and one valid pass "
                                  "each, quiet machine (MMRec's Sports times are not known here)",
                                  "python benchmarks/bench_models.py --datasets sports --epochs 1 --evals 1 --threads 1 "
