@@ -51,8 +51,8 @@ def projected_features(features, residuals: nn.ParameterDict | None, modality: s
     """``linear(x + r, weight, bias)`` of the whole table, computed as ``linear(x) + linear(r)``.
 
     The sum of a table and its residual is as large as the table (Sports' image features: 300 MB,
-    over glibc's mmap threshold), so making it mapped and page-faulted in a fresh block at every
-    call: 0.79 s of LATTICE's 7.3 s Sports evaluation pass, against 0.1 s for the second product.
+    over glibc's mmap threshold), so a fresh block was mapped and page-faulted in at every call:
+    0.79 s of LATTICE's 7.3 s Sports evaluation pass, against 0.1 s for the second product.
     The values differ from the sum's product by float rounding only.
     """
     x = features.get(modality)
