@@ -63,7 +63,7 @@ from cliper.graphs.knn import KnnGraphCache
 from cliper.models.base import Batch, ModelContext, ModelParams, Recommender
 from cliper.models.fused_graphs import FusedGraphRefresh, follow_fusion, fused_modalities, refresh_fused_graphs
 from cliper.models.layers import LightGCNPropagation, bpr_loss, l2_penalty
-from cliper.models.modal import feature_residuals, modal_features, present_modalities, projected_features
+from cliper.models.modal import feature_residuals, present_modalities, projected_features
 from cliper.models.fused_ops import in_batch_info_nce
 from cliper.models.registry import register
 
