@@ -426,10 +426,10 @@ class SLMRec(Recommender):
         size = round_rows(a.shape[0]) * round_rows(b.shape[0])
         return self._rows_buffers.get("nce_" + key, size, like, round_rows(n) ** 2)
 
-    def _fac(self, i_br: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """FAC over rows ``items`` of the item branch outputs ``i_br``."""
+    def _fac(self, rows: torch.Tensor) -> torch.Tensor:
+        """FAC over the batch's item branch rows [B, branches, d]."""
         t = self.params.ssl_temp
-        return self._fac_levels(i_br.index_select(0, items), lambda j, a, b: _info_nce(a, b, t))
+        return self._fac_levels(rows, lambda j, a, b: _info_nce(a, b, t))
 
     def _fac_levels(self, rows: torch.Tensor, nce) -> torch.Tensor:
         """The FAC levels over item branch rows [n, B, d]; ``nce(level, joint, modal)`` is the InfoNCE."""
@@ -483,7 +483,7 @@ class SLMRec(Recommender):
             u = F.normalize(self._fuse(rows[:b], self.read_user), dim=1)
             i = F.normalize(self._fuse(rows[b:], self.read_item), dim=1)
             loss = _info_nce(u, i, p.temp)
-            fac = (lambda: self._fac(rows, torch.arange(b, 2 * b, device=rows.device)))
+            fac = (lambda: self._fac(rows[b:]))
         if p.ssl_alpha > 0:
             if p.ssl_task == "FAC":
                 ssl = fac()
