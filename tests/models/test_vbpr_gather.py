@@ -90,4 +90,5 @@ def test_gathered_rows_are_padded_with_zero_rows_to_a_recurring_shape():
         for m, block in zip(model.used, model._gather(rows, None)):
             assert block.shape[0] % ROW_STEP == 0 and block.shape[0] >= n
             assert torch.equal(block[:n], model.features.get(m)[rows])
+            assert not block[n:].any()  # the padding rows are zero: they add nothing to the weight gradient
             assert torch.count_nonzero(block[n:]) == 0
