@@ -50,6 +50,14 @@ for memory. The kNN graph cache starts empty (``build s`` includes building it) 
     python benchmarks/bench_models.py --models freedom,lattice --datasets baby,sports
     python benchmarks/bench_models.py --models lightgcn --datasets clothing --epochs 1 --evals 1
 
+After each model, the same-run reference (``--ref-epochs``, default 1; 0: none) trains the independent
+implementation of the same backbone (``benchmarks/independent/<model>.py``: MMRec's computation, e.g.
+VBPR projecting every item at every batch, written without cliper's code) for that many epochs in a
+fresh process, through the side-by-side harness's MMRec-semantics loop, at the same threads on the
+same graph and feature widths: ``train x ref`` and ``peak / ref`` are against it. The issue's MMRec
+figures stay in their own columns; they were measured on one processor, and machines of this
+workplace are not all the same one (the ``machine`` record names it).
+
 The table is written to ``benchmarks/results/<--name>.json`` (default ``models``) through
 :func:`results_io.write_result`; ``python benchmarks/render.py`` renders it.
 """
@@ -81,7 +89,15 @@ REFERENCE = {
 }
 REFERENCE_SOURCE = ("MMRec figures: issue 13's side-by-side table (MMRec at 1 thread on Baby, 4096-d image and "
                     "384-d random text features); the Clothing LightGCN peak (1.56 GiB) is MMRec's on the REAL "
-                    "Clothing graph, ours is on the synthetic one of the same size. Not re-measured here.")
+                    "Clothing graph, ours is on the synthetic one of the same size. Not re-measured here, and measured "
+                    "on the machine the issue was filed on (its processor is not recorded; this project's records "
+                    "before 2026-12-02 ran on AVX-512 EPYCs): on another processor (see the machine line) compare "
+                    "with the same-run reference columns instead. ref = benchmarks/independent/<model>.py, MMRec's "
+                    "computation written independently (not MMRec itself: no data loader or trainer of its own), "
+                    "run by the side-by-side harness's MMRec-semantics loop in a fresh process after the model's "
+                    "own, same graph, feature widths and threads, glibc's allocator defaults; ref s/epoch = mean "
+                    "of its epochs, train x ref = ref s/epoch / s/epoch, ref GiB = its VmHWM after the epochs "
+                    "and one valid pass (NumPy ranking), peak / ref = peak GiB / ref GiB.")
 DATASETS = {"baby": "amazon-baby", "sports": "amazon-sports"}
 CLOTHING = {"users": 39387, "items": 23033, "interactions": 278677}
 BARE_DIM, BARE_K = 64, 50
@@ -280,8 +296,89 @@ def worker(args) -> dict:
     }
 
 
+INDEPENDENT = Path(__file__).resolve().parent / "independent"
+
+
+def has_reference(model: str) -> bool:
+    """Whether ``benchmarks/independent/<model>.py`` (MMRec's computation, independent code) exists."""
+    return (INDEPENDENT / f"{model}.py").is_file()
+
+
+def reference_worker(args) -> dict:
+    """Runs inside its own fresh subprocess: ``--ref-epochs`` epochs of the independent implementation
+    of ``args.model`` (``benchmarks/independent/<model>.py``: MMRec's computation, e.g. VBPR projecting
+    every item at every batch, written without cliper's models) through the side-by-side harness's
+    MMRec-semantics loop (shuffled pairs, one negative, Adam, ``pre_epoch``), then one valid pass of
+    its ranking (NumPy). Same graph, same feature widths (seeded random), same threads; glibc's
+    allocator defaults, as a plain PyTorch program runs."""
+    import importlib
+
+    import numpy as np
+    import torch
+
+    from cliper.models import get_model_class
+    from cliper.runtime import peak_rss_mb, set_threads
+
+    threads = set_threads(args.threads)
+    sys.path.insert(0, str(INDEPENDENT))
+    import harness
+
+    reads_features = bool(getattr(get_model_class(args.model), "modalities", ()))
+    inputs = harness.load_inputs(args.path, features="random", image_dim=args.image_dim if reads_features else 0,
+                                 text_dim=args.text_dim if reads_features else 0)
+    module = importlib.import_module(args.model)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    model = module.Model(inputs, 0)
+    build_s = time.perf_counter() - t0
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, model.lr_lambda) if hasattr(model, "lr_lambda") else None
+    sampler = harness.ReferenceSampler(inputs.train, np.random.default_rng(0))
+    epochs, epochs_cpu = [], []
+    for _ in range(args.ref_epochs):
+        t, c = time.perf_counter(), time.process_time()
+        model.train()
+        model.pre_epoch()
+        for u, p, n in sampler.epoch(2048):
+            opt.zero_grad()
+            model.loss(u, p, n).backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
+        epochs.append(time.perf_counter() - t)
+        epochs_cpu.append(time.process_time() - c)
+    t = time.perf_counter()
+    with torch.no_grad():
+        recall = harness.evaluate(model, inputs, "valid")["recall@20"]
+    return {"dataset": args.dataset, "model": args.model, "threads": threads, "build_s": build_s,
+            "epoch_s": sum(epochs) / len(epochs), "epoch_s_all": epochs, "epoch_cpu_s": sum(epochs_cpu) / len(epochs_cpu),
+            "eval_s": time.perf_counter() - t, "peak_rss_gib": peak_rss_mb() / 1024, "valid_recall@20": recall}
+
+
 def _cap(value: str) -> int | None:
     return None if str(value).lower() in ("none", "null") else int(value)
+
+
+def run_reference(args, dataset: str, path: Path, model: str) -> dict | None:
+    """The same-run reference of ``model`` (:func:`reference_worker` in a fresh process), or None."""
+    if args.ref_epochs <= 0 or not has_reference(model):
+        return None
+    cmd = [sys.executable, __file__, "--ref-worker", "--dataset", dataset, "--path", str(path), "--model", model,
+           "--ref-epochs", str(args.ref_epochs), "--image-dim", str(args.image_dim), "--text-dim", str(args.text_dim)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    return _run_worker(cmd, dict(os.environ), args.timeout, dataset, model)
+
+
+def _run_worker(cmd: list[str], env: dict, timeout: int, dataset: str, model: str) -> dict:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"dataset": dataset, "model": model, "error": f"over --timeout {timeout} s"}
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"dataset": dataset, "model": model, "error": " | ".join(tail)}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_one(args, dataset: str, path: Path, model: str) -> dict:
@@ -300,20 +397,19 @@ def run_one(args, dataset: str, path: Path, model: str) -> dict:
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="cliper-bench-cache-") as cold:
         env["CLIPER_CACHE_DIR"] = args.cache_dir or cold
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            return {"dataset": dataset, "model": model, "error": f"over --timeout {args.timeout} s"}
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"dataset": dataset, "model": model, "error": " | ".join(tail)}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        row = _run_worker(cmd, env, args.timeout, dataset, model)
+    if "error" not in row:
+        ref = run_reference(args, dataset, path, model)
+        if ref is not None:
+            row["reference"] = ref
+    return row
 
 
 COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "cpu s/epoch", "s/eval", "bare s", "x bare", "x bare cpu", "eval cpu s",
            "repr cpu s", "rank cpu s", "score dim", "bare cpu s own dim", "x bare cpu own dim", "rank / bare cpu own dim",
            "bare search cpu s", "x own bare cpu", "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec",
-           "train x MMRec", "train x MMRec cpu"]
+           "train x MMRec", "train x MMRec cpu", "ref s/epoch", "ref cpu s/epoch", "train x ref", "train x ref cpu",
+           "ref GiB", "peak / ref", "ref valid R@20"]
 
 
 def _r(x, n=2):
@@ -338,7 +434,22 @@ def result_row(r: dict) -> dict:
         "peak / MMRec": _r(r["peak_rss_gib"] / ref[2]) if ref[2] else None,
         "train x MMRec": _r(ref[0] / r["epoch_s"]) if ref[0] and r["epoch_s"] else None,
         "train x MMRec cpu": _r(ref[0] / r["epoch_cpu_s"]) if ref[0] and r.get("epoch_cpu_s") else None,
+        **reference_cells(r),
     }
+
+
+def reference_cells(r: dict) -> dict:
+    """The same-run reference columns of a row (None where no reference ran or it failed)."""
+    ref = r.get("reference") or {}
+    if "error" in ref:
+        return {"ref s/epoch": "error: " + ref["error"]}
+    if not ref:
+        return {}
+    return {"ref s/epoch": _r(ref["epoch_s"]), "ref cpu s/epoch": _r(ref["epoch_cpu_s"]),
+            "train x ref": _r(ref["epoch_s"] / r["epoch_s"]) if r.get("epoch_s") else None,
+            "train x ref cpu": _r(ref["epoch_cpu_s"] / r["epoch_cpu_s"]) if r.get("epoch_cpu_s") else None,
+            "ref GiB": _r(ref["peak_rss_gib"]), "peak / ref": _r(r["peak_rss_gib"] / ref["peak_rss_gib"]),
+            "ref valid R@20": _r(ref["valid_recall@20"], 4)}
 
 
 def _fmt(x, spec=".2f") -> str:
@@ -347,7 +458,7 @@ def _fmt(x, spec=".2f") -> str:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'cpu s/ep':>8} {'s/eval':>7} {'bare s':>7} "
-            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'search':>6} {'x own':>5} {'peak GiB':>8} {'R@20':>7} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
+            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'search':>6} {'x own':>5} {'peak GiB':>8} {'R@20':>7} | {'ref s/ep':>8} {'x ref':>6} {'(cpu)':>6} {'ref GiB':>7} {'ref R@20':>8} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -361,8 +472,16 @@ def print_table(rows: list[dict]) -> None:
               f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['x_bare_cpu']:5.2f} {r['repr_cpu_s']:6.2f} {r['rank_cpu_s']:6.2f} "
               f"{r['score_dim']:>4} {r['bare_own_cpu_s']:6.2f} {r['x_bare_own_cpu']:5.2f} {r['rank_x_bare_own_cpu']:6.2f} "
               f"{r.get('bare_search_cpu_s', 0.0):6.2f} {_fmt(r.get('x_own_bare_cpu')):>5} {r['peak_rss_gib']:8.2f} "
-              f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5} "
+              f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_ref_text(r)} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5} "
               f"{_fmt(ratio[0]):>7} {_fmt(ratio[1]):>6}")
+
+
+def _ref_text(r: dict) -> str:
+    cells = reference_cells(r)
+    if isinstance(cells.get("ref s/epoch"), str):
+        return f"{cells['ref s/epoch'][:43]:43}"
+    return (f"{_fmt(cells.get('ref s/epoch')):>8} {_fmt(cells.get('train x ref')):>6} {_fmt(cells.get('train x ref cpu')):>6} "
+            f"{_fmt(cells.get('ref GiB')):>7} {_fmt(cells.get('ref valid R@20'), '.4f'):>8}")
 
 
 def main() -> None:
@@ -390,7 +509,11 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the raw rows to this JSON file")
     ap.add_argument("--name", default="models",
                     help="result name: writes benchmarks/results/<name>.json (rendered by benchmarks/render.py)")
+    ap.add_argument("--ref-epochs", type=int, default=1,
+                    help="epochs of the same-run reference (benchmarks/independent/<model>.py, MMRec's computation) "
+                         "timed in a fresh process after each model; 0: none")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--ref-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dataset", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
@@ -399,6 +522,9 @@ def main() -> None:
         args.image_dim = args.text_dim = 768
     if args.worker:
         print(json.dumps(worker(args)))
+        return
+    if args.ref_worker:
+        print(json.dumps(reference_worker(args)))
         return
 
     from cliper.models import available_models
@@ -425,6 +551,10 @@ def main() -> None:
     print(f"seeded random features: image {args.image_dim}-d, text {args.text_dim}-d (loaded only by models that read "
           f"them); peak = VmHWM of a fresh process per model; {args.epochs} epoch(s), {args.evals} valid pass(es) + 1 "
           f"test pass; threads {threads}; {memory}; load average now {os.getloadavg()[0]:.2f}")
+    from results_io import cpu_model
+
+    print(f"processor: {cpu_model()}; x ref = the same-run reference (benchmarks/independent, MMRec's computation) / "
+          "s/epoch; x MMRec = issue 13's MMRec figures, measured on the machine it was filed on, / s/epoch")
     print_table(rows)
     if not rows:
         sys.exit("nothing measured: no result written (an existing result file is kept)")

@@ -30,6 +30,18 @@ SECTIONS = {
     "quality": ("Model quality on the real graphs", "python benchmarks/bench_quality.py --runs baby:lightgcn,baby:bpr"),
     "quickstart_results": ("Offline demo: vanilla vs CLIPER features (synthetic)", "python benchmarks/bench_quickstart.py"),
     "quickstart": ("Offline demo: wall time per stage (synthetic)", "python benchmarks/bench_quickstart.py"),
+    "models_issue13_r6_baby": ("The backbones with MMRec figures on Baby on an AVX2 EPYC (no AVX-512: its products run at "
+                               "about half the previous machines' rate), each beside its same-run reference (the "
+                               "independent implementation of MMRec's computation, one epoch, fresh process); two epochs, "
+                               "two valid passes, quiet machine (this run alone)",
+                               "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn,"
+                               "lattice --datasets baby --epochs 2 --evals 2 --threads 1 --ref-epochs 1 --timeout 1800 "
+                               "--name models_issue13_r6_baby"),
+    "models_issue13_r6_sports": ("The same on Sports for the backbones whose reference epoch fits this session, AVX2 EPYC: "
+                                 "the first Sports ratios measured against a reference in the same run",
+                                 "python benchmarks/bench_models.py --models lightgcn,vbpr,freedom,slmrec,lattice "
+                                 "--datasets sports --epochs 1 --evals 1 --threads 1 --ref-epochs 1 --timeout 1800 "
+                                 "--name models_issue13_r6_sports"),
     "models_issue13_r5_baby": ("The backbones with MMRec figures on Baby after the fifth round (trained tables projected "
                                "without their sum), and BPR; three epochs each, two valid passes, quiet machine (this run alone)",
                                "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn,"
@@ -172,7 +184,10 @@ python benchmarks/render.py
 ```
 
 Each section gives the exact command that produced it, when, and on what machine: CPU cores,
-torch threads, the 1/5/15-minute load average when the run ended (these machines are shared: a
+the processor and the vector instructions torch dispatches to (recorded from 2026-12-02 on; machines
+of this workplace are not all one processor: an AVX-512 EPYC and an AVX2 one ran the same code about
+2x apart, so compare figures only within one processor, or as ratios to a baseline of the same
+run), torch threads, the 1/5/15-minute load average when the run ended (these machines are shared: a
 high load slows every row), and the torch and Python versions. To refresh a figure, re-run its
 command, then `python benchmarks/render.py`; a test (`tests/docs/test_docs.py`) fails when this page
 differs from what the JSON files render. Results measured under different conditions are not kept
@@ -200,7 +215,8 @@ def _cell(v) -> str:
 def _machine(m: dict) -> str:
     load = m.get("loadavg") or []
     load_s = " / ".join(f"{x:g}" for x in load) if load else "-"
-    return (f"{m.get('cores')} cores, {m.get('threads') if m.get('threads') is not None else 'default'} torch "
+    cpu = ", ".join(str(x) for x in (m.get("cpu"), m.get("cpu_capability")) if x) or "processor not recorded"
+    return (f"{m.get('cores')} cores ({cpu}), {m.get('threads') if m.get('threads') is not None else 'default'} torch "
             f"thread(s), load average {load_s}; torch {m.get('torch') or '-'}, Python {m.get('python')}, "
             f"{m.get('platform')}")
 

@@ -4,11 +4,15 @@ Each benchmark ends with ``write_result(name, columns, rows, notes=...)``, which
 ``benchmarks/results/<name>.json``::
 
     {"benchmark": name, "command": "python benchmarks/... --flags", "date": ISO-8601 UTC,
-     "machine": {"cores", "threads", "loadavg", "torch", "python", "platform"},
+     "machine": {"cores", "threads", "loadavg", "torch", "python", "platform", "cpu", "cpu_capability"},
      "columns": [...], "rows": [{column: value, ...}, ...], "notes": "..."}
 
 ``threads`` is the torch thread count the figures were measured at; ``loadavg`` is the
 1/5/15-minute load average when the benchmark ended (a loaded machine slows every row).
+``cpu`` is the processor's model name and ``cpu_capability`` the vector instruction set torch's
+kernels dispatch to (``AVX2``, ``AVX512``): this workplace lends machines of one kind that are not
+one processor (an AVX-512 EPYC and an AVX2 one ran the same code 2.2x apart), so a figure is only
+compared with one measured on the same processor.
 """
 
 from __future__ import annotations
@@ -24,13 +28,27 @@ from pathlib import Path
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
+def cpu_model() -> str | None:
+    """The processor's model name from ``/proc/cpuinfo`` (None where there is none)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def machine(threads: int | None = None) -> dict:
-    """Cores, threads, load average and versions of the machine the figures come from."""
+    """Cores, threads, load average, processor and versions of the machine the figures come from."""
+    capability = None
     try:
         import torch
 
         torch_version = torch.__version__
         threads = torch.get_num_threads() if threads is None else threads
+        capability = torch.backends.cpu.get_cpu_capability()
     except ImportError:  # a benchmark without torch
         torch_version = None
     return {
@@ -40,6 +58,8 @@ def machine(threads: int | None = None) -> dict:
         "torch": torch_version,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_capability": capability,
     }
 
 

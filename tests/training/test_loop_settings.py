@@ -10,12 +10,22 @@ import numpy as np
 import pytest
 import torch
 
+from cliper import runtime
 from cliper.config import load_config
 from cliper.errors import ConfigError
 from cliper.testing import tiny_dataset
 from cliper.testing import write_inter as _write_inter
 from cliper.training.runner import build_model, make_evaluator, train_run
 from cliper.training.trainer import Trainer
+
+
+@pytest.fixture(autouse=True)
+def bf16_as_if_native(monkeypatch, request):
+    """The bf16 tests check the path's numbers on a tiny graph, so they run on every processor: where
+    bf16 is emulated (``runtime.native_cpu_bf16`` False, e.g. AVX2) the trainer refuses it, and here
+    it is told the CPU has it. The test of that refusal keeps the real answer."""
+    if "refuses_emulated_bf16" not in request.node.name:
+        monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: True)
 
 
 @pytest.fixture
@@ -89,6 +99,16 @@ def test_fp16_on_cpu_is_one_clear_error(inter, tmp_path):
         train_run(_cfg(inter, "train.precision=fp16"), tmp_path / "r", progress=False)
     with pytest.raises(Exception, match="precision"):
         _cfg(inter, "train.precision=fp8")
+
+
+def test_trainer_refuses_emulated_bf16_with_one_clear_error(inter, tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: False)
+    with pytest.raises(ConfigError, match=r"train.precision=bf16: this CPU \(.+\) has no native bf16.*use train.precision=fp32"):
+        train_run(_cfg(inter, "train.precision=bf16"), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "epochs.jsonl").exists()  # refused before any epoch ran
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: True)
+    assert train_run(_cfg(inter, "train.precision=bf16", "train.epochs=1"), tmp_path / "n", progress=False)[
+        "precision"] == "bf16"
 
 
 def test_bf16_autocast_trains_close_to_fp32(inter, tmp_path):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cliper import faults
+from cliper import faults, runtime
 from cliper.config.schema import TrainSection
 from cliper.data.interactions import InteractionData
 from cliper.data.sampling import NegativeSampler
@@ -289,9 +289,14 @@ class Trainer:
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of ``train.precision`` on ``device``; fp16 needs CUDA (CPU fp16 kernels are slow
-    and have no loss scaling here)."""
+    and have no loss scaling here), bf16 on CPU a processor that multiplies bf16 natively (elsewhere
+    torch emulates it, about a hundred times slower than fp32: :func:`cliper.runtime.native_cpu_bf16`)."""
     if precision == "fp32":
         return None
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError("train.precision=fp16 needs a CUDA device; on CPU use bf16 (or fp32)")
+    if precision == "bf16" and device.type == "cpu" and not runtime.native_cpu_bf16():
+        raise ConfigError(
+            f"train.precision=bf16: this CPU ({runtime.cpu_capability()}) has no native bf16 (AVX512-BF16 or AMX), so "
+            "torch emulates it, about 100x slower than fp32 here; use train.precision=fp32")
     return torch.bfloat16 if precision == "bf16" else torch.float16

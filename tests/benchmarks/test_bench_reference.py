@@ -1,0 +1,67 @@
+"""bench_models.py's same-run reference: the independent implementation of a backbone timed in its
+own process, and the ratio columns worked out from it (issue 13: a ratio against a baseline
+measured in the same run, not against figures from another machine)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks" / "bench_models.py"
+
+
+def _bench():
+    sys.path.insert(0, str(BENCH.parent))
+    spec = importlib.util.spec_from_file_location("cliper_bench_models", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_independent_model_is_a_registered_backbone():
+    from cliper.models import available_models
+
+    bench = _bench()
+    found = sorted(p.stem for p in bench.INDEPENDENT.glob("*.py") if bench.has_reference(p.stem)
+                   and p.stem in available_models())
+    assert {"vbpr", "lightgcn", "mmgcn", "lattice", "slmrec", "dualgnn", "freedom", "bpr"} <= set(found)
+    assert not bench.has_reference("no_such_model")
+
+
+def test_reference_cells_are_the_ratios_of_the_two_rows():
+    bench = _bench()
+    row = {"epoch_s": 2.0, "epoch_cpu_s": 1.6, "peak_rss_gib": 0.75,
+           "reference": {"epoch_s": 7.0, "epoch_cpu_s": 6.4, "peak_rss_gib": 1.5, "valid_recall@20": 0.012345}}
+    cells = bench.reference_cells(row)
+    assert cells["train x ref"] == 3.5 and cells["train x ref cpu"] == 4.0
+    assert cells["peak / ref"] == 0.5 and cells["ref GiB"] == 1.5 and cells["ref valid R@20"] == 0.0123
+    assert bench.reference_cells({"epoch_s": 1.0}) == {}  # no reference ran: no cells, not zeros
+    failed = bench.reference_cells({"epoch_s": 1.0, "reference": {"error": "over --timeout 5 s"}})
+    assert failed == {"ref s/epoch": "error: over --timeout 5 s"}
+
+
+def test_reference_worker_trains_the_independent_model_in_its_own_process(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["userID\titemID\tx_label"]
+    for u in range(80):
+        items = rng.choice(60, size=10, replace=False)
+        lines += [f"{u}\t{i}\t{label}" for i, label in zip(items, [0] * 7 + [1, 1, 2])]
+    (tmp_path / "toy.inter").write_text("\n".join(lines) + "\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(BENCH), "--ref-worker", "--dataset", "toy", "--path", str(tmp_path),
+           "--model", "vbpr", "--ref-epochs", "2", "--image-dim", "24", "--text-dim", "8", "--threads", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["model"] == "vbpr" and row["threads"] == 1 and len(row["epoch_s_all"]) == 2
+    assert row["epoch_s"] == pytest.approx(sum(row["epoch_s_all"]) / 2)
+    assert 0 < row["epoch_cpu_s"] and 0 < row["peak_rss_gib"] < 8
+    assert 0.0 <= row["valid_recall@20"] <= 1.0
