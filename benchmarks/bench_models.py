@@ -54,7 +54,10 @@ After each model, the same-run reference (``--ref-epochs``, default 1; 0: none) 
 implementation of the same backbone (``benchmarks/independent/<model>.py``: MMRec's computation, e.g.
 VBPR projecting every item at every batch, written without cliper's code) for that many epochs in a
 fresh process, through the side-by-side harness's MMRec-semantics loop, at the same threads on the
-same graph and feature widths: ``train x ref`` and ``peak / ref`` are against it. The issue's MMRec
+same graph and feature widths (MMRec's trained feature tables where cliper's default freezes them:
+``REF_PARAMS``): ``train x ref`` and ``peak / ref`` are against it. It is MMRec's arithmetic, not
+MMRec's code: where the independent code is leaner than MMRec's (its own sparse products, no data
+loader or trainer framework), ``x ref`` is below what the same run would show against MMRec itself. The issue's MMRec
 figures stay in their own columns; they were measured on one processor, and machines of this
 workplace are not all the same one (the ``machine`` record names it).
 
@@ -95,7 +98,9 @@ REFERENCE_SOURCE = ("MMRec figures: issue 13's side-by-side table (MMRec at 1 th
                     "with the same-run reference columns instead. ref = benchmarks/independent/<model>.py, MMRec's "
                     "computation written independently (not MMRec itself: no data loader or trainer of its own), "
                     "run by the side-by-side harness's MMRec-semantics loop in a fresh process after the model's "
-                    "own, same graph, feature widths and threads, glibc's allocator defaults; ref s/epoch = mean "
+                    "own, same graph, feature widths and threads, glibc's allocator defaults, with MMRec's trained "
+                    "feature tables where cliper's default freezes them (FREEDOM, BM3, MGCN, SMORE: "
+                    "train_features=1); ref s/epoch = mean "
                     "of its epochs, train x ref = ref s/epoch / s/epoch, ref GiB = its VmHWM after the epochs "
                     "and one valid pass (NumPy ranking), peak / ref = peak GiB / ref GiB.")
 DATASETS = {"baby": "amazon-baby", "sports": "amazon-sports"}
@@ -297,6 +302,9 @@ def worker(args) -> dict:
 
 
 INDEPENDENT = Path(__file__).resolve().parent / "independent"
+# the reference runs MMRec's computation where an independent model's default follows a cliper decision
+# instead: MMRec trains the raw feature tables (``from_pretrained(freeze=False)``), cliper's defaults freeze them
+REF_PARAMS = {m: {"train_features": 1} for m in ("freedom", "bm3", "mgcn", "smore")}
 
 
 def has_reference(model: str) -> bool:
@@ -329,7 +337,8 @@ def reference_worker(args) -> dict:
     module = importlib.import_module(args.model)
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    model = module.Model(inputs, 0)
+    params = REF_PARAMS.get(args.model, {})
+    model = module.Model(inputs, 0, **params)
     build_s = time.perf_counter() - t0
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, model.lr_lambda) if hasattr(model, "lr_lambda") else None
@@ -350,7 +359,7 @@ def reference_worker(args) -> dict:
     t = time.perf_counter()
     with torch.no_grad():
         recall = harness.evaluate(model, inputs, "valid")["recall@20"]
-    return {"dataset": args.dataset, "model": args.model, "threads": threads, "build_s": build_s,
+    return {"dataset": args.dataset, "model": args.model, "threads": threads, "params": params, "build_s": build_s,
             "epoch_s": sum(epochs) / len(epochs), "epoch_s_all": epochs, "epoch_cpu_s": sum(epochs_cpu) / len(epochs_cpu),
             "eval_s": time.perf_counter() - t, "peak_rss_gib": peak_rss_mb() / 1024, "valid_recall@20": recall}
 
@@ -377,7 +386,8 @@ def _run_worker(cmd: list[str], env: dict, timeout: int, dataset: str, model: st
         return {"dataset": dataset, "model": model, "error": f"over --timeout {timeout} s"}
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"dataset": dataset, "model": model, "error": " | ".join(tail)}
+        why = "stopped by a signal" if proc.returncode < 0 else f"exit {proc.returncode}"
+        return {"dataset": dataset, "model": model, "error": f"{why}: " + " | ".join(tail)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

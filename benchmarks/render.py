@@ -33,13 +33,20 @@ SECTIONS = {
     "models_issue13_r6_baby": ("The backbones with MMRec figures on Baby on an AVX2 EPYC (no AVX-512: its products run at "
                                "about half the previous machines' rate), each beside its same-run reference (the "
                                "independent implementation of MMRec's computation, one epoch, fresh process); two epochs, "
-                               "two valid passes, quiet machine (this run alone)",
+                               "two valid passes, quiet machine (this run alone). FREEDOM's reference here still froze the "
+                               "feature tables (cliper's decision); with MMRec's trained ones see the next section",
                                "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn,"
                                "lattice --datasets baby --epochs 2 --evals 2 --threads 1 --ref-epochs 1 --timeout 1800 "
                                "--name models_issue13_r6_baby"),
+    "models_issue13_r6_baby_freedom": ("FREEDOM on Baby again, its reference with MMRec's trained feature tables "
+                                       "(REF_PARAMS: train_features=1), AVX2 EPYC",
+                                       "python benchmarks/bench_models.py --models freedom --datasets baby --epochs 2 "
+                                       "--evals 2 --threads 1 --ref-epochs 1 --timeout 1800 --name models_issue13_r6_baby_freedom"),
     "models_issue13_r6_sports": ("The same on Sports for the backbones whose reference epoch fits this session, AVX2 EPYC: "
-                                 "the first Sports ratios measured against a reference in the same run",
-                                 "python benchmarks/bench_models.py --models lightgcn,vbpr,freedom,slmrec,lattice "
+                                 "the first Sports ratios measured against a reference in the same run. The LATTICE and GRCN references were "
+                                 "stopped by hand (LATTICE's after 18 minutes of its first epoch at 9.9 GB resident, "
+                                 "GRCN's after 10), so their cells show the stopped process",
+                                 "python benchmarks/bench_models.py --models lightgcn,vbpr,freedom,slmrec,lattice,grcn "
                                  "--datasets sports --epochs 1 --evals 1 --threads 1 --ref-epochs 1 --timeout 1800 "
                                  "--name models_issue13_r6_sports"),
     "models_issue13_r5_baby": ("The backbones with MMRec figures on Baby after the fifth round (trained tables projected "
