@@ -321,7 +321,6 @@ def reference_worker(args) -> dict:
     allocator defaults, as a plain PyTorch program runs."""
     import importlib
 
-    import numpy as np
     import torch
 
     from cliper.models import get_model_class
@@ -335,25 +334,14 @@ def reference_worker(args) -> dict:
     inputs = harness.load_inputs(args.path, features="random", image_dim=args.image_dim if reads_features else 0,
                                  text_dim=args.text_dim if reads_features else 0)
     module = importlib.import_module(args.model)
-    torch.manual_seed(0)
-    t0 = time.perf_counter()
     params = REF_PARAMS.get(args.model, {})
-    model = module.Model(inputs, 0, **params)
+    t0 = time.perf_counter()
+    model, opt, sched, sampler = harness.reference_setup(module.Model, inputs, 0, params)
     build_s = time.perf_counter() - t0
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, model.lr_lambda) if hasattr(model, "lr_lambda") else None
-    sampler = harness.ReferenceSampler(inputs.train, np.random.default_rng(0))
     epochs, epochs_cpu = [], []
     for _ in range(args.ref_epochs):
         t, c = time.perf_counter(), time.process_time()
-        model.train()
-        model.pre_epoch()
-        for u, p, n in sampler.epoch(2048):
-            opt.zero_grad()
-            model.loss(u, p, n).backward()
-            opt.step()
-        if sched is not None:
-            sched.step()
+        harness.train_epoch(model, opt, sched, sampler)
         epochs.append(time.perf_counter() - t)
         epochs_cpu.append(time.process_time() - c)
     t = time.perf_counter()

@@ -187,27 +187,39 @@ def reference_stop(curve: list[float], patience: int = 21, decimals: int = 4) ->
     return best_i, len(curve)
 
 
-def fit_independent(model_cls, inputs: Inputs, seed: int, epochs: int, params: dict | None = None,
-                    batch_size: int = 2048, lr: float = 1e-3, patience: int = 21, log=None) -> dict:
+def reference_setup(model_cls, inputs: Inputs, seed: int, params: dict | None = None, lr: float = 1e-3):
+    """(model, optimiser, scheduler or None, sampler) as the reference trainer builds them: seeded, Adam
+    over the trainable parameters, no weight decay."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = model_cls(inputs, seed, **(params or {}))
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     # a model may carry MMRec's learning_rate_scheduler as ``lr_lambda(epoch)`` (LambdaLR, stepped per epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, model.lr_lambda) if hasattr(model, "lr_lambda") else None
-    sampler = ReferenceSampler(inputs.train, np.random.default_rng(seed))
+    return model, opt, sched, ReferenceSampler(inputs.train, np.random.default_rng(seed))
+
+
+def train_epoch(model, opt, sched, sampler: ReferenceSampler, batch_size: int = 2048) -> torch.Tensor:
+    """One epoch of the reference loop (``pre_epoch``, then every batch); the last batch's loss."""
+    model.train()
+    model.pre_epoch()
+    for u, p, n in sampler.epoch(batch_size):
+        opt.zero_grad()
+        loss = model.loss(u, p, n)
+        loss.backward()
+        opt.step()
+    if sched is not None:
+        sched.step()
+    return loss
+
+
+def fit_independent(model_cls, inputs: Inputs, seed: int, epochs: int, params: dict | None = None,
+                    batch_size: int = 2048, lr: float = 1e-3, patience: int = 21, log=None) -> dict:
+    model, opt, sched, sampler = reference_setup(model_cls, inputs, seed, params, lr)
     valid, test, seconds = [], [], []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        model.pre_epoch()
-        for u, p, n in sampler.epoch(batch_size):
-            opt.zero_grad()
-            loss = model.loss(u, p, n)
-            loss.backward()
-            opt.step()
-        if sched is not None:
-            sched.step()
+        loss = train_epoch(model, opt, sched, sampler, batch_size)
         seconds.append(time.perf_counter() - t0)
         v, t = evaluate(model, inputs, "valid"), evaluate(model, inputs, "test")
         valid.append(v)
