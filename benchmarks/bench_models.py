@@ -61,6 +61,15 @@ loader or trainer framework), ``x ref`` is below what the same run would show ag
 figures stay in their own columns; they were measured on one processor, and machines of this
 workplace are not all the same one (the ``machine`` record names it).
 
+Last, the floor (``--floor-steps``, default 4; 0: none): the dense products of a training epoch are
+counted and timed (:mod:`dense_products`: ``2 m k n`` of every ``mm``, ``addmm``, ``bmm`` and oneDNN
+linear, forward and backward, over a further epoch's hook and first step and the mean of its next
+steps) and divided by the processor's best fp32 product rate (a 2048^3 product, same process):
+``floor s/epoch`` is the time no fp32 implementation of the same computation goes below here, and
+``ref / floor`` the highest ``train x ref`` it allows. Where ``ref / floor`` is under 3 (one core
+whose products run at half the rate of an AVX-512 one), a 3x ratio needs less arithmetic, not
+faster code.
+
 The table is written to ``benchmarks/results/<--name>.json`` (default ``models``) through
 :func:`results_io.write_result`; ``python benchmarks/render.py`` renders it.
 """
@@ -103,6 +112,15 @@ REFERENCE_SOURCE = ("MMRec figures: issue 13's side-by-side table (MMRec at 1 th
                     "train_features=1); ref s/epoch = mean "
                     "of its epochs, train x ref = ref s/epoch / s/epoch, ref GiB = its VmHWM after the epochs "
                     "and one valid pass (NumPy ranking), peak / ref = peak GiB / ref GiB.")
+FLOOR_SOURCE = ("Floor columns (benchmarks/dense_products.py, after every other measurement): dense GFLOP/epoch = "
+                "2mkn of every dense product (mm, addmm, bmm, baddbmm, oneDNN linear; forward and backward; sparse "
+                "products not counted) in the pre-epoch hook and first step of a further epoch plus the mean of its "
+                "next --floor-steps - 1 steps times the remaining steps of an epoch; products s/epoch = those products' "
+                "own time, the same way; products GFLOP/s = their rate; peak GFLOP/s = the best of a 2048^3 fp32 "
+                "product by MKL and by oneDNN, measured before and after (the higher one); floor s/epoch = dense "
+                "GFLOP/epoch / peak GFLOP/s, the time no implementation of the same computation in fp32 goes below "
+                "here; ref / floor = ref s/epoch / floor s/epoch, the highest train x ref that computation allows on "
+                "this processor.")
 DATASETS = {"baby": "amazon-baby", "sports": "amazon-sports"}
 CLOTHING = {"users": 39387, "items": 23033, "interactions": 278677}
 BARE_DIM, BARE_K = 64, 50
@@ -285,6 +303,7 @@ def worker(args) -> dict:
     eval_cpu, bare_own = sum(evals_cpu) / len(evals_cpu), sum(bare_own_cpu) / len(bare_own_cpu)
     search_s = sum(search_cpu) / len(search_cpu)
     repr_s, rank_s = sum(reps) / len(reps), sum(ranks) / len(ranks)
+    products = training_floor(trainer, model, args.epochs + 1, args.floor_steps)  # last: its steps train the model
     return {
         "dataset": args.dataset, "model": args.model, "users": data.n_users, "items": data.n_items,
         "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": threads, "huge_pages": huge_pages_active(),
@@ -298,7 +317,22 @@ def worker(args) -> dict:
         "bare_search_cpu_s": search_s, "x_own_bare_cpu": eval_cpu / (bare_own + search_s),
         "peak_rss_gib": peak / 1024, "base_rss_gib": base_rss / 1024,
         "loaded_features": uses_features(cfg), "last_loss": losses[-1] if losses else None, "valid_recall@20": recall,
+        "products": products,
     }
+
+
+def training_floor(trainer, model, epoch: int, steps: int) -> dict | None:
+    """The dense products of a training epoch (:mod:`dense_products`: the hook and first step of
+    ``epoch``, then ``steps - 1`` later steps) and the processor's best product rate, measured before
+    and after them (the higher one: the floor must not rise with a slow moment); None when
+    ``steps`` is 0."""
+    if steps <= 0:
+        return None
+    from dense_products import epoch_floor, epoch_products, peak_gflops
+
+    before = peak_gflops()
+    counted = epoch_products(trainer, model, epoch, steps)
+    return {**counted, **epoch_floor(counted, max(before, peak_gflops()))}
 
 
 INDEPENDENT = Path(__file__).resolve().parent / "independent"
@@ -382,7 +416,7 @@ def _run_worker(cmd: list[str], env: dict, timeout: int, dataset: str, model: st
 def run_one(args, dataset: str, path: Path, model: str) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--dataset", dataset, "--path", str(path), "--model", model,
            "--epochs", str(args.epochs), "--evals", str(args.evals), "--image-dim", str(args.image_dim),
-           "--text-dim", str(args.text_dim)]
+           "--text-dim", str(args.text_dim), "--floor-steps", str(args.floor_steps)]
     for o in args.override:
         cmd += ["-o", o]
     if args.threads:
@@ -407,7 +441,8 @@ COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "cpu s/epoch", "
            "repr cpu s", "rank cpu s", "score dim", "bare cpu s own dim", "x bare cpu own dim", "rank / bare cpu own dim",
            "bare search cpu s", "x own bare cpu", "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec",
            "train x MMRec", "train x MMRec cpu", "ref s/epoch", "ref cpu s/epoch", "train x ref", "train x ref cpu",
-           "ref GiB", "peak / ref", "ref valid R@20"]
+           "ref GiB", "peak / ref", "ref valid R@20", "dense GFLOP/epoch", "products s/epoch", "products GFLOP/s",
+           "peak GFLOP/s", "floor s/epoch", "ref / floor"]
 
 
 def _r(x, n=2):
@@ -433,7 +468,24 @@ def result_row(r: dict) -> dict:
         "train x MMRec": _r(ref[0] / r["epoch_s"]) if ref[0] and r["epoch_s"] else None,
         "train x MMRec cpu": _r(ref[0] / r["epoch_cpu_s"]) if ref[0] and r.get("epoch_cpu_s") else None,
         **reference_cells(r),
+        **floor_cells(r),
     }
+
+
+def floor_cells(r: dict) -> dict:
+    """The dense-product columns of a row: the epoch's dense arithmetic, the time its products took
+    and their rate, the processor's best rate, the floor (arithmetic / best rate) and ``ref / floor``,
+    the highest ``train x ref`` this computation allows on this processor (None without products,
+    or without a reference)."""
+    p = r.get("products")
+    if not p:
+        return {}
+    floor = p["floor_s_epoch"]
+    ref = r.get("reference") or {}
+    return {"dense GFLOP/epoch": _r(p["dense_gflop_epoch"], 1), "products s/epoch": _r(p["products_s_epoch"]),
+            "products GFLOP/s": _r(p["products_gflops"], 1), "peak GFLOP/s": _r(p["peak_gflops"], 1),
+            "floor s/epoch": _r(floor),
+            "ref / floor": _r(ref["epoch_s"] / floor) if floor > 0.01 and ref.get("epoch_s") else None}
 
 
 def reference_cells(r: dict) -> dict:
@@ -456,7 +508,7 @@ def _fmt(x, spec=".2f") -> str:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'cpu s/ep':>8} {'s/eval':>7} {'bare s':>7} "
-            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'search':>6} {'x own':>5} {'peak GiB':>8} {'R@20':>7} | {'ref s/ep':>8} {'x ref':>6} {'(cpu)':>6} {'ref GiB':>7} {'ref R@20':>8} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
+            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'search':>6} {'x own':>5} {'peak GiB':>8} {'R@20':>7} | {'ref s/ep':>8} {'x ref':>6} {'(cpu)':>6} {'ref GiB':>7} {'ref R@20':>8} | {'prod s':>6} {'GF/s':>5} {'peak':>5} {'floor':>6} {'ref/fl':>6} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -470,7 +522,7 @@ def print_table(rows: list[dict]) -> None:
               f"{r['eval_s']:7.2f} {r['bare_s']:7.2f} {r['x_bare']:6.2f} {r['x_bare_cpu']:5.2f} {r['repr_cpu_s']:6.2f} {r['rank_cpu_s']:6.2f} "
               f"{r['score_dim']:>4} {r['bare_own_cpu_s']:6.2f} {r['x_bare_own_cpu']:5.2f} {r['rank_x_bare_own_cpu']:6.2f} "
               f"{r.get('bare_search_cpu_s', 0.0):6.2f} {_fmt(r.get('x_own_bare_cpu')):>5} {r['peak_rss_gib']:8.2f} "
-              f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_ref_text(r)} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5} "
+              f"{_fmt(r['valid_recall@20'], '.4f'):>7} | {_ref_text(r)} | {_floor_text(r)} | {_fmt(ref[0]):>10} {_fmt(ref[1]):>7} {_fmt(ref[2]):>5} "
               f"{_fmt(ratio[0]):>7} {_fmt(ratio[1]):>6}")
 
 
@@ -480,6 +532,12 @@ def _ref_text(r: dict) -> str:
         return f"{cells['ref s/epoch'][:43]:43}"
     return (f"{_fmt(cells.get('ref s/epoch')):>8} {_fmt(cells.get('train x ref')):>6} {_fmt(cells.get('train x ref cpu')):>6} "
             f"{_fmt(cells.get('ref GiB')):>7} {_fmt(cells.get('ref valid R@20'), '.4f'):>8}")
+
+
+def _floor_text(r: dict) -> str:
+    c = floor_cells(r)
+    return (f"{_fmt(c.get('products s/epoch')):>6} {_fmt(c.get('products GFLOP/s'), '.1f'):>5} "
+            f"{_fmt(c.get('peak GFLOP/s'), '.1f'):>5} {_fmt(c.get('floor s/epoch')):>6} {_fmt(c.get('ref / floor')):>6}")
 
 
 def main() -> None:
@@ -510,6 +568,9 @@ def main() -> None:
     ap.add_argument("--ref-epochs", type=int, default=1,
                     help="epochs of the same-run reference (benchmarks/independent/<model>.py, MMRec's computation) "
                          "timed in a fresh process after each model; 0: none")
+    ap.add_argument("--floor-steps", type=int, default=4,
+                    help="training steps whose dense products are counted after the measurements (the first step "
+                         "apart, then the mean of the others; benchmarks/dense_products.py): the floor columns; 0: none")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ref-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dataset", help=argparse.SUPPRESS)
@@ -571,7 +632,7 @@ def main() -> None:
         "model after the epochs, the valid passes and one test pass (Python, torch, data, features, model, "
         f"temporaries); {memory}; threads = torch threads of the row; build s "
         + ("reads the kNN graphs from the warm cache --cache-dir (not built). " if args.cache_dir else
-           "includes building kNN graphs from an empty cache. ") + "valid R@20 after the measured epochs is a plumbing check. " + REFERENCE_SOURCE),
+           "includes building kNN graphs from an empty cache. ") + "valid R@20 after the measured epochs is a plumbing check. " + REFERENCE_SOURCE + " " + FLOOR_SOURCE),
         threads=threads[0] if len(threads) == 1 else None)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

@@ -30,6 +30,14 @@ SECTIONS = {
     "quality": ("Model quality on the real graphs", "python benchmarks/bench_quality.py --runs baby:lightgcn,baby:bpr"),
     "quickstart_results": ("Offline demo: vanilla vs CLIPER features (synthetic)", "python benchmarks/bench_quickstart.py"),
     "quickstart": ("Offline demo: wall time per stage (synthetic)", "python benchmarks/bench_quickstart.py"),
+    "models_issue13_r7_baby": ("The backbones with MMRec figures on Baby on the AVX2 EPYC with the floor columns: the "
+                               "dense arithmetic of a training epoch, counted op by op (benchmarks/dense_products.py), "
+                               "at the best fp32 product rate measured in the same process, and ref / floor, the "
+                               "highest x ref that computation allows here; same code as the sixth round, two epochs, "
+                               "two valid passes, each beside its same-run reference, quiet machine (this run alone)",
+                               "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn,"
+                               "lattice --datasets baby --epochs 2 --evals 2 --threads 1 --ref-epochs 1 --timeout 1800 "
+                               "--name models_issue13_r7_baby"),
     "models_issue13_r6_baby": ("The backbones with MMRec figures on Baby on an AVX2 EPYC (no AVX-512: its products run at "
                                "about half the previous machines' rate), each beside its same-run reference (the "
                                "independent implementation of MMRec's computation, one epoch, fresh process); two epochs, "

@@ -63,6 +63,17 @@ def machine(threads: int | None = None) -> dict:
     }
 
 
+def command_line(argv: list[str]) -> str:
+    """``python <script> <args>`` with the script named from the repository root, whatever folder the
+    benchmark was started from (``cd benchmarks && python bench_models.py`` records
+    ``python benchmarks/bench_models.py``), so the recorded command repeats from the root."""
+    script = Path(argv[0]).resolve() if argv and argv[0] else None
+    root = RESULTS_DIR.parent.parent
+    if script is not None and script.is_file() and script.is_relative_to(root):
+        argv = [script.relative_to(root).as_posix(), *argv[1:]]
+    return "python " + " ".join(shlex.quote(a) for a in argv)
+
+
 def write_result(name: str, columns: list[str], rows: list[dict], notes: str = "",
                  threads: int | None = None, out_dir: str | Path | None = None) -> Path:
     """Write ``<out_dir or benchmarks/results>/<name>.json`` atomically and return its path."""
@@ -70,7 +81,7 @@ def write_result(name: str, columns: list[str], rows: list[dict], notes: str = "
     out.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": name,
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": command_line(sys.argv),
         "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "machine": machine(threads),
         "columns": list(columns),

@@ -94,9 +94,12 @@ def test_valid_test_and_save_seconds_are_logged_apart(inter, tmp_path):
     assert m["threads"] == torch.get_num_threads() and m["precision"] == "fp32"
 
 
-def test_fp16_on_cpu_is_one_clear_error(inter, tmp_path):
-    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+def test_fp16_on_cpu_is_one_clear_error(inter, tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device; on CPU use bf16 .*natively.* or fp32"):
         train_run(_cfg(inter, "train.precision=fp16"), tmp_path / "r", progress=False)
+    monkeypatch.setattr(runtime, "native_cpu_bf16", lambda: False)  # an AVX2 CPU: bf16 is no advice there
+    with pytest.raises(ConfigError, match=r"fp16 needs a CUDA device; on CPU use fp32 \(this CPU has no native bf16\)$"):
+        train_run(_cfg(inter, "train.precision=fp16"), tmp_path / "r2", progress=False)
     with pytest.raises(Exception, match="precision"):
         _cfg(inter, "train.precision=fp8")
 
