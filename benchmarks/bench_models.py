@@ -66,7 +66,11 @@ counted and timed (:mod:`dense_products`: ``2 m k n`` of every ``mm``, ``addmm``
 linear, forward and backward, over a further epoch's hook and first step and the mean of its next
 steps) and divided by the processor's best fp32 product rate (a 2048^3 product, same process):
 ``floor s/epoch`` is the time no fp32 implementation of the same computation goes below here, and
-``ref / floor`` the highest ``train x ref`` it allows. Where ``ref / floor`` is under 3 (one core
+``ref / floor`` the highest ``train x ref`` it allows. The pass gets the same treatment: ``repr GFLOP`` is the
+dense arithmetic of one cold ``score_embeddings()``, ``repr floor s`` that at the peak rate, and
+``x bare + repr floor cpu`` = eval cpu s / (bare cpu s own dim + repr floor s): the pass against the
+bare ranking plus the least time its representation can take (MMGCN projects every item's 4096-d
+image at every pass: 14.8 GFLOP on Baby, a sixth of the bare ranking's time). Where ``ref / floor`` is under 3 (one core
 whose products run at half the rate of an AVX-512 one), a 3x ratio needs less arithmetic, not
 faster code.
 
@@ -120,7 +124,9 @@ FLOOR_SOURCE = ("Floor columns (benchmarks/dense_products.py, after every other 
                 "product by MKL and by oneDNN, measured before and after (the higher one); floor s/epoch = dense "
                 "GFLOP/epoch / peak GFLOP/s, the time no implementation of the same computation in fp32 goes below "
                 "here; ref / floor = ref s/epoch / floor s/epoch, the highest train x ref that computation allows on "
-                "this processor.")
+                "this processor. repr GFLOP = the dense products of one cold score_embeddings() (eval mode, no gradients), "
+                "repr floor s = that at peak GFLOP/s, x bare + repr floor cpu = eval cpu s / (bare cpu s own dim + repr "
+                "floor s): the pass against the bare ranking plus the least time its representation can take.")
 DATASETS = {"baby": "amazon-baby", "sports": "amazon-sports"}
 CLOTHING = {"users": 39387, "items": 23033, "interactions": 278677}
 BARE_DIM, BARE_K = 64, 50
@@ -303,7 +309,12 @@ def worker(args) -> dict:
     eval_cpu, bare_own = sum(evals_cpu) / len(evals_cpu), sum(bare_own_cpu) / len(bare_own_cpu)
     search_s = sum(search_cpu) / len(search_cpu)
     repr_s, rank_s = sum(reps) / len(reps), sum(ranks) / len(ranks)
+    repr_gflop = representation_gflop(model) if args.floor_steps > 0 else None
     products = training_floor(trainer, model, args.epochs + 1, args.floor_steps)  # last: its steps train the model
+    if products is not None:
+        products["repr_gflop"] = repr_gflop
+        products["repr_floor_s"] = repr_gflop / products["peak_gflops"]
+        products["x_bare_repr_floor_cpu"] = eval_cpu / (bare_own + products["repr_floor_s"])
     return {
         "dataset": args.dataset, "model": args.model, "users": data.n_users, "items": data.n_items,
         "image_dim": args.image_dim, "text_dim": args.text_dim, "threads": threads, "huge_pages": huge_pages_active(),
@@ -319,6 +330,22 @@ def worker(args) -> dict:
         "loaded_features": uses_features(cfg), "last_loss": losses[-1] if losses else None, "valid_recall@20": recall,
         "products": products,
     }
+
+
+def representation_gflop(model) -> float:
+    """GFLOP of the dense products of one cold ``score_embeddings()`` (eval mode, no gradients): the
+    arithmetic a valid pass must do before it ranks (MMGCN's projection of every item and its layers,
+    LATTICE's kNN products; near zero for ID-only models)."""
+    import torch
+
+    from dense_products import DenseProducts
+
+    model.train()
+    model.eval()  # clears the cache
+    with torch.no_grad(), DenseProducts() as p:
+        model.score_embeddings()
+    model.train()
+    return p.flops / 1e9
 
 
 def training_floor(trainer, model, epoch: int, steps: int) -> dict | None:
@@ -442,7 +469,7 @@ COLUMNS = ["dataset", "model", "threads", "build s", "s/epoch", "cpu s/epoch", "
            "bare search cpu s", "x own bare cpu", "peak GiB", "valid R@20", "MMRec s/epoch", "MMRec s/eval", "MMRec GiB", "peak / MMRec",
            "train x MMRec", "train x MMRec cpu", "ref s/epoch", "ref cpu s/epoch", "train x ref", "train x ref cpu",
            "ref GiB", "peak / ref", "ref valid R@20", "dense GFLOP/epoch", "products s/epoch", "products GFLOP/s",
-           "peak GFLOP/s", "floor s/epoch", "ref / floor"]
+           "peak GFLOP/s", "floor s/epoch", "ref / floor", "repr GFLOP", "repr floor s", "x bare + repr floor cpu"]
 
 
 def _r(x, n=2):
@@ -485,7 +512,9 @@ def floor_cells(r: dict) -> dict:
     return {"dense GFLOP/epoch": _r(p["dense_gflop_epoch"], 1), "products s/epoch": _r(p["products_s_epoch"]),
             "products GFLOP/s": _r(p["products_gflops"], 1), "peak GFLOP/s": _r(p["peak_gflops"], 1),
             "floor s/epoch": _r(floor),
-            "ref / floor": _r(ref["epoch_s"] / floor) if floor > 0.01 and ref.get("epoch_s") else None}
+            "ref / floor": _r(ref["epoch_s"] / floor) if floor > 0.01 and ref.get("epoch_s") else None,
+            "repr GFLOP": _r(p.get("repr_gflop"), 2), "repr floor s": _r(p.get("repr_floor_s"), 3),
+            "x bare + repr floor cpu": _r(p.get("x_bare_repr_floor_cpu"))}
 
 
 def reference_cells(r: dict) -> dict:
@@ -508,7 +537,7 @@ def _fmt(x, spec=".2f") -> str:
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'dataset':8} {'model':9} {'thr':>3} {'build s':>8} {'s/epoch':>8} {'cpu s/ep':>8} {'s/eval':>7} {'bare s':>7} "
-            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'search':>6} {'x own':>5} {'peak GiB':>8} {'R@20':>7} | {'ref s/ep':>8} {'x ref':>6} {'(cpu)':>6} {'ref GiB':>7} {'ref R@20':>8} | {'prod s':>6} {'GF/s':>5} {'peak':>5} {'floor':>6} {'ref/fl':>6} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
+            f"{'x bare':>6} {'cpu':>5} {'repr':>6} {'rank':>6} {'dim':>4} {'bare@d':>6} {'x@d':>5} {'rank@d':>6} {'search':>6} {'x own':>5} {'peak GiB':>8} {'R@20':>7} | {'ref s/ep':>8} {'x ref':>6} {'(cpu)':>6} {'ref GiB':>7} {'ref R@20':>8} | {'prod s':>6} {'GF/s':>5} {'peak':>5} {'floor':>6} {'ref/fl':>6} {'x+repr':>6} | {'MMRec s/ep':>10} {'s/eval':>7} {'GiB':>5} {'x MMRec':>7} {'(cpu)':>6}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -537,7 +566,8 @@ def _ref_text(r: dict) -> str:
 def _floor_text(r: dict) -> str:
     c = floor_cells(r)
     return (f"{_fmt(c.get('products s/epoch')):>6} {_fmt(c.get('products GFLOP/s'), '.1f'):>5} "
-            f"{_fmt(c.get('peak GFLOP/s'), '.1f'):>5} {_fmt(c.get('floor s/epoch')):>6} {_fmt(c.get('ref / floor')):>6}")
+            f"{_fmt(c.get('peak GFLOP/s'), '.1f'):>5} {_fmt(c.get('floor s/epoch')):>6} {_fmt(c.get('ref / floor')):>6} "
+            f"{_fmt(c.get('x bare + repr floor cpu')):>6}")
 
 
 def main() -> None:

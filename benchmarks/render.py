@@ -38,6 +38,18 @@ SECTIONS = {
                                "python benchmarks/bench_models.py --models bpr,lightgcn,vbpr,freedom,slmrec,dualgnn,mmgcn,"
                                "lattice --datasets baby --epochs 2 --evals 2 --threads 1 --ref-epochs 1 --timeout 1800 "
                                "--name models_issue13_r7_baby"),
+    "models_issue13_r7_baby_pass": ("The evaluation pass against its own arithmetic on Baby, AVX2 EPYC: the bare ranking "
+                                    "plus the least time the model's representation can take (repr GFLOP at the peak "
+                                    "product rate) for the backbones whose pass computes more than embeddings; one epoch, "
+                                    "two valid passes, no reference, quiet machine (this run alone)",
+                                    "python benchmarks/bench_models.py --models vbpr,mmgcn,lattice,grcn --datasets baby "
+                                    "--epochs 1 --evals 2 --threads 1 --ref-epochs 0 --timeout 1800 "
+                                    "--name models_issue13_r7_baby_pass"),
+    "models_issue13_r7_sports_dualgnn": ("DualGNN on Sports beside its same-run reference, with the floor columns, AVX2 "
+                                         "EPYC: one epoch, one valid pass, quiet machine (this run alone)",
+                                         "python benchmarks/bench_models.py --models dualgnn --datasets sports --epochs 1 "
+                                         "--evals 1 --threads 1 --ref-epochs 1 --timeout 2400 "
+                                         "--name models_issue13_r7_sports_dualgnn"),
     "models_issue13_r6_baby": ("The backbones with MMRec figures on Baby on an AVX2 EPYC (no AVX-512: its products run at "
                                "about half the previous machines' rate), each beside its same-run reference (the "
                                "independent implementation of MMRec's computation, one epoch, fresh process); two epochs, "

@@ -120,3 +120,22 @@ def test_the_trainer_steps_of_a_real_model_are_counted():
 
 def test_peak_rate_is_a_positive_rate():
     assert dp.peak_gflops(n=64, reps=2) > 0
+
+
+def test_the_floor_cells_of_a_bench_row_are_its_ratios():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_models.py"
+    spec = importlib.util.spec_from_file_location("cliper_bench_models_floor", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    products = {"dense_gflop_epoch": 600.0, "products_s_epoch": 12.0, "products_gflops": 50.0, "peak_gflops": 60.0,
+                "floor_s_epoch": 10.0, "repr_gflop": 15.0, "repr_floor_s": 0.25, "x_bare_repr_floor_cpu": 1.05}
+    row = {"products": products, "reference": {"epoch_s": 35.0}}
+    cells = bench.floor_cells(row)
+    assert cells["ref / floor"] == 3.5 and cells["floor s/epoch"] == 10.0 and cells["products GFLOP/s"] == 50.0
+    assert cells["repr floor s"] == 0.25 and cells["x bare + repr floor cpu"] == 1.05
+    assert bench.floor_cells({**row, "reference": {}})["ref / floor"] is None  # no reference ran
+    no_products = {**row, "products": {**products, "dense_gflop_epoch": 0.0, "floor_s_epoch": 0.0}}
+    assert bench.floor_cells(no_products)["ref / floor"] is None  # an ID-only model: no floor to divide by
+    assert bench.floor_cells({"reference": {"epoch_s": 1.0}}) == {}  # --floor-steps 0
