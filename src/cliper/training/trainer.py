@@ -294,8 +294,10 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "fp32":
         return None
     if precision == "fp16" and device.type != "cuda":
-        other = ("bf16 (this CPU multiplies it natively) or fp32" if device.type == "cpu" and runtime.native_cpu_bf16()
-                 else "fp32 (this CPU has no native bf16)" if device.type == "cpu" else "fp32")
+        other = "fp32"
+        if device.type == "cpu":
+            other = ("bf16 (this CPU multiplies it natively) or fp32" if runtime.native_cpu_bf16()
+                     else "fp32 (this CPU has no native bf16)")
         raise ConfigError(f"train.precision=fp16 needs a CUDA device; on {device.type.upper()} use {other}")
     if precision == "bf16" and device.type == "cpu" and not runtime.native_cpu_bf16():
         raise ConfigError(
